@@ -1,0 +1,214 @@
+"""Every knob of docent in one typed object.
+
+Sources, highest priority first: explicit overrides (CLI flags), environment variables
+(`DOCENT_…`, nested with `__`, e.g. `DOCENT_CHUNKING__CHUNK_SIZE=300`; plus the
+conventional `DATABASE_URL`, `REDIS_URL`, `RAY_ADDRESS`), a YAML file (`--config FILE`
+or `DOCENT_CONFIG`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers name or path; with provider=openai, the endpoint's model name",
+    )
+    provider: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint (provider=openai)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the endpoint's key")
+    batch_size: int = Field(64, ge=1, description="texts per forward pass (or per endpoint request)")
+    device: str | None = Field(None, description="torch device; default: cuda when present, else cpu")
+    max_seq_length: int | None = Field(None, ge=1, description="override the model's token limit")
+    query_prefix: str = Field("", description="prepended to queries (e.g. 'query: ' for e5/bge models)")
+
+
+class ChunkingSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chunk_size: int = Field(700, ge=1, description="maximum chunk length, in `unit`")
+    chunk_overlap: int = Field(50, ge=0, description="overlap between neighbouring chunks, in `unit`")
+    unit: Literal["chars", "tokens"] = Field("chars", description="chars, or tokens of the embedding model")
+    include_titles: bool = Field(True, description="embed and index chunks with their page and section titles")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, overlap: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and overlap >= size:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+        return overlap
+
+
+class IngestSettings(BaseModel):
+    exclude: list[str] = Field(
+        default_factory=lambda: ["**/_build/**", "**/_templates/**", "**/_includes/**", "**/.*/**"],
+        description="glob patterns (relative to the ingested root) of files never ingested",
+    )
+    anchor_style: Literal["sphinx", "github"] = Field(
+        "sphinx", description="how heading anchors are slugged: Sphinx/docutils ids or GitHub's"
+    )
+    embed_actors: int = Field(1, ge=1, description="size of the embedding actor pool")
+    embed_block_rows: int = Field(
+        512, ge=1, description="chunks handed to an embedding actor at once (sorted by length inside)"
+    )
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per embedding actor; default: 1 when the cluster has GPUs")
+    embed_threads: int | None = Field(
+        None, ge=1, description="CPU threads per embedding actor; default: the machine's cores / embed_actors"
+    )
+    write_batch_chunks: int = Field(2000, ge=1, description="chunks of finished documents written per transaction")
+
+
+class DatabaseSettings(BaseModel):
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+    hnsw_m: int = Field(16, ge=2, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(64, ge=4, description="HNSW build-time candidate list")
+    hnsw_ef_search: int = Field(100, ge=1, description="HNSW query-time candidate list")
+
+
+class LexicalSettings(BaseModel):
+    backend: Literal["bm25s", "rank-bm25"] = Field(
+        "bm25s", description="bm25s (fast, persisted) or rank-bm25 BM25Okapi (reference; built in memory)"
+    )
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    stemming: bool = Field(True, description="Snowball English stemming of tokens")
+    stopwords: bool = Field(True, description="drop English stop words")
+
+
+class RetrievalSettings(BaseModel):
+    mode: Literal["semantic", "lexical", "hybrid"] = "hybrid"
+    num_chunks: int = Field(13, ge=0, description="chunks returned to the generator")
+    lexical_k: int = Field(5, ge=0, description="BM25 hits joined to the semantic ones")
+    candidates: int = Field(50, ge=1, description="hits fetched from each retriever before fusion")
+    fusion: Literal["reference", "rrf"] = Field(
+        "rrf", description="reference: lexical hits inserted after the first lexical_k semantic ones; rrf: reciprocal-rank fusion"
+    )
+    rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
+    lexical_weight: float = Field(1.0, ge=0, description="weight of the lexical ranking in rrf")
+    max_chunks_per_page: int = Field(
+        1, ge=0, description="at most this many chunks of one page in the results (0: no limit)"
+    )
+
+
+class RerankSettings(BaseModel):
+    threshold: float = Field(0.9, ge=0, le=1, description="tag probability needed to move a docs area first")
+    k: int = Field(13, ge=1, description="chunks kept after reranking")
+    cross_encoder_model: str | None = None
+
+
+class LLMSettings(BaseModel):
+    name: str
+    model: str
+    base_url: str
+    api_key_env: str = "OPENAI_API_KEY"
+    context_length: int = Field(4096, ge=1)
+    prompt_price: float = Field(0.0, ge=0, description="$ per million prompt tokens")
+    sampled_price: float = Field(0.0, ge=0, description="$ per million sampled tokens")
+
+
+class GenerationSettings(BaseModel):
+    llms: list[LLMSettings] = Field(default_factory=list)
+    oss_llm: str | None = Field(None, description="name of the LLM the router sends easy questions to")
+    strong_llm: str | None = Field(None, description="name of the LLM for the rest")
+    temperature: float = 0.0
+    context_fraction: float = Field(0.5, gt=0, le=1, description="share of the context length given to retrieved text")
+    system_prompt: str = (
+        "Answer the query using the context provided. Be succinct. "
+        "Cite the sources you used by their number, like [1]."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCENT_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(Path("~/.local/share/docent"), description="embedded database, artifacts, caches")
+    index: str | None = Field(None, description="index name; default derived from model and chunking")
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "DOCENT_DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DOCENT_REDIS_URL"))
+    ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "DOCENT_RAY_ADDRESS"))
+
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    lexical: LexicalSettings = Field(default_factory=LexicalSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, path: Path) -> Path:
+        return path.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        config_file = os.environ.get("DOCENT_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def index_name(self) -> str:
+        return self.index or default_index_name(self.embedding.model, self.chunking)
+
+
+def default_index_name(model: str, chunking: ChunkingSettings) -> str:
+    """e.g. `all-minilm-l6-v2-700-50`; token-sized chunks get a `t` suffix on the size."""
+    short = re.sub(r"[^a-z0-9]+", "-", Path(model.rstrip("/")).name.lower()).strip("-")
+    unit = "t" if chunking.unit == "tokens" else ""
+    titles = "" if chunking.include_titles else "-notitles"
+    return f"{short}-{chunking.chunk_size}{unit}-{chunking.chunk_overlap}{titles}"
+
+
+class ConfigFileError(ValueError):
+    pass
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from a YAML file, the environment and nested `overrides` (None values ignored)."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigFileError(f"config file not found: {path}")
+        os.environ["DOCENT_CONFIG"] = str(path)
+    return Settings(**_drop_none(overrides))
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is not None:
+            cleaned[key] = value
+    return cleaned
