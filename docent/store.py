@@ -1,0 +1,304 @@
+"""Indexes, documents and chunks in PostgreSQL + pgvector.
+
+Each index keeps its chunks in a table of its own, `chunks_<index id>`, whose
+`embedding` column is `vector(d)` with the index's dimension, with its own HNSW
+(cosine) index. Table names are built from the integer id only, never from user input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+import numpy as np
+
+from docent.db import DatabaseError
+from docent.types import Chunk, IndexConfig, IndexInfo
+
+CHUNK_COLUMNS = ("document_id", "ordinal", "text", "source", "section_title", "page_title", "token_count", "embedding")
+
+
+class IndexNotFound(DatabaseError):
+    pass
+
+
+class IndexMismatch(DatabaseError):
+    """The configuration asked for differs from the existing index's."""
+
+
+class IndexBusy(DatabaseError):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    id: int
+    config: IndexConfig
+    revision: int
+
+    @property
+    def table(self) -> str:
+        return f"chunks_{self.id}"
+
+    @property
+    def hnsw_name(self) -> str:
+        return f"chunks_{self.id}_embedding_hnsw"
+
+
+@dataclass
+class DocumentChunks:
+    """A document's whole new content: written together or not at all."""
+
+    uri: str
+    content_hash: str
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+@dataclass
+class WriteResult:
+    documents: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+
+
+class IndexStore:
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def get(self, name: str) -> IndexRecord | None:
+        row = await self.conn.fetchrow("SELECT id, config, revision FROM indexes WHERE name = $1", name)
+        if row is None:
+            return None
+        return IndexRecord(row["id"], IndexConfig(**json.loads(row["config"])), row["revision"])
+
+    async def require(self, name: str) -> IndexRecord:
+        index = await self.get(name)
+        if index is None:
+            known = [r["name"] for r in await self.conn.fetch("SELECT name FROM indexes ORDER BY name")]
+            hint = f"; existing: {', '.join(known)}" if known else "; run `docent ingest` first"
+            raise IndexNotFound(f"no index named {name!r}{hint}")
+        return index
+
+    async def ensure(self, config: IndexConfig) -> IndexRecord:
+        """The index named by `config`, created if missing; an error if it was built differently."""
+        existing = await self.get(config.name)
+        if existing is not None:
+            _check_compatible(existing.config, config)
+            return existing
+        async with self.conn.transaction():
+            index_id = await self.conn.fetchval(
+                "INSERT INTO indexes (name, config, embedding_dim) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
+                config.name,
+                config.model_dump_json(),
+                config.embedding_dim,
+            )
+            if index_id is None:  # created meanwhile by a concurrent ingest
+                return await self.ensure(config)
+            await self.conn.execute(_chunk_table_ddl(index_id, config.embedding_dim))
+        return IndexRecord(index_id, config, 0)
+
+    async def list(self) -> list[IndexInfo]:
+        rows = await self.conn.fetch(
+            "SELECT i.id, i.config, i.revision, i.updated_at,"
+            " (SELECT count(*) FROM documents d WHERE d.index_id = i.id) AS documents,"
+            " coalesce((SELECT sum(chunk_count) FROM documents d WHERE d.index_id = i.id), 0) AS chunks,"
+            " pg_total_relation_size(format('chunks_%s', i.id)) AS size_bytes"
+            " FROM indexes i ORDER BY i.name"
+        )
+        return [
+            IndexInfo(
+                **json.loads(r["config"]),
+                id=r["id"],
+                revision=r["revision"],
+                documents=r["documents"],
+                chunks=r["chunks"],
+                size_bytes=r["size_bytes"],
+                updated_at=r["updated_at"].isoformat(),
+            )
+            for r in rows
+        ]
+
+    async def drop(self, name: str) -> None:
+        index = await self.require(name)
+        async with self.conn.transaction():
+            await self.conn.execute(f"DROP TABLE IF EXISTS {index.table}")
+            await self.conn.execute("DELETE FROM indexes WHERE id = $1", index.id)
+
+    @asynccontextmanager
+    async def exclusive(self, index: IndexRecord) -> AsyncIterator[None]:
+        """Hold the index for one writer; a second concurrent ingest fails fast."""
+        if not await self.conn.fetchval("SELECT pg_try_advisory_lock(1, $1)", index.id):
+            raise IndexBusy(f"another ingest is writing index {index.config.name!r}; try again when it ends")
+        try:
+            yield
+        finally:
+            await self.conn.execute("SELECT pg_advisory_unlock(1, $1)", index.id)
+
+    async def documents(self, index: IndexRecord) -> dict[str, tuple[str, int]]:
+        """uri -> (content hash, chunk count) of every document in the index."""
+        rows = await self.conn.fetch("SELECT uri, content_hash, chunk_count FROM documents WHERE index_id = $1", index.id)
+        return {r["uri"]: (r["content_hash"], r["chunk_count"]) for r in rows}
+
+    async def write_documents(self, index: IndexRecord, documents: Sequence[DocumentChunks]) -> WriteResult:
+        """Replace the chunks of `documents` in one transaction, by COPY."""
+        if not documents:
+            return WriteResult()
+        async with self.conn.transaction():
+            rows = await self.conn.fetch(
+                "INSERT INTO documents (index_id, uri, content_hash, chunk_count)"
+                " SELECT $1, u, h, c FROM unnest($2::text[], $3::text[], $4::int[]) AS t(u, h, c)"
+                " ON CONFLICT (index_id, uri) DO UPDATE SET content_hash = EXCLUDED.content_hash,"
+                " chunk_count = EXCLUDED.chunk_count, updated_at = now()"
+                " RETURNING id, uri",
+                index.id,
+                [d.uri for d in documents],
+                [d.content_hash for d in documents],
+                [len(d.chunks) for d in documents],
+            )
+            ids = {r["uri"]: r["id"] for r in rows}
+            removed = await self._delete_chunks(index, list(ids.values()))
+            records = [
+                (ids[d.uri], c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count,
+                 np.asarray(c.embedding, dtype=np.float32))
+                for d in documents
+                for c in d.chunks
+            ]
+            await self.conn.copy_records_to_table(index.table, records=records, columns=CHUNK_COLUMNS)
+            await self._bump_revision(index)
+        return WriteResult(len(documents), len(records), removed)
+
+    async def delete_documents(self, index: IndexRecord, uris: Sequence[str]) -> WriteResult:
+        if not uris:
+            return WriteResult()
+        async with self.conn.transaction():
+            ids = [
+                r["id"]
+                for r in await self.conn.fetch(
+                    "SELECT id FROM documents WHERE index_id = $1 AND uri = ANY($2::text[])", index.id, list(uris)
+                )
+            ]
+            removed = await self._delete_chunks(index, ids)
+            await self.conn.execute("DELETE FROM documents WHERE id = ANY($1::bigint[])", ids)
+            await self._bump_revision(index)
+        return WriteResult(len(ids), 0, removed)
+
+    async def _delete_chunks(self, index: IndexRecord, document_ids: list[int]) -> int:
+        status = await self.conn.execute(f"DELETE FROM {index.table} WHERE document_id = ANY($1::bigint[])", document_ids)
+        return int(status.split()[-1])
+
+    async def _bump_revision(self, index: IndexRecord) -> None:
+        await self.conn.execute(
+            "UPDATE indexes SET revision = revision + 1, updated_at = now() WHERE id = $1", index.id
+        )
+
+    async def revision(self, index: IndexRecord) -> int:
+        return await self.conn.fetchval("SELECT revision FROM indexes WHERE id = $1", index.id)
+
+    async def ensure_vector_index(self, index: IndexRecord, m: int, ef_construction: int) -> bool:
+        """Build the HNSW index once the bulk load is done (building it first is far slower)."""
+        exists = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", index.hnsw_name)
+        if exists:
+            return False
+        await self.conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {index.hnsw_name} ON {index.table}"
+            f" USING hnsw (embedding vector_cosine_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+        )
+        return True
+
+    async def chunk_texts(self, index: IndexRecord) -> tuple[list[int], list[Chunk]]:
+        rows = await self.conn.fetch(
+            f"SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
+            f" FROM {index.table} c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
+        )
+        return [r["id"] for r in rows], [_chunk(r) for r in rows]
+
+    async def chunks_by_id(self, index: IndexRecord, ids: Sequence[int]) -> dict[int, Chunk]:
+        rows = await self.conn.fetch(
+            f"SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
+            f" FROM {index.table} c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY($1::bigint[])",
+            list(ids),
+        )
+        return {r["id"]: _chunk(r) for r in rows}
+
+    async def semantic_search(
+        self, index: IndexRecord, vector: np.ndarray, k: int, ef_search: int
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the `k` nearest chunks, best first."""
+        async with self.conn.transaction():
+            await self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(ef_search, k))}")
+            rows = await self.conn.fetch(
+                f"SELECT id, 1 - (embedding <=> $1) AS score FROM {index.table} ORDER BY embedding <=> $1 LIMIT $2",
+                np.asarray(vector, dtype=np.float32),
+                k,
+            )
+        return [(r["id"], float(r["score"])) for r in rows]
+
+    async def save_lexical(self, index: IndexRecord, revision: int, backend: str, checksum: str, payload: bytes) -> None:
+        await self.conn.execute(
+            "INSERT INTO lexical_indexes (index_id, revision, backend, checksum, payload) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (index_id) DO UPDATE SET revision = EXCLUDED.revision, backend = EXCLUDED.backend,"
+            " checksum = EXCLUDED.checksum, payload = EXCLUDED.payload, built_at = now()",
+            index.id,
+            revision,
+            backend,
+            checksum,
+            payload,
+        )
+
+    async def lexical_revision(self, index: IndexRecord) -> int | None:
+        return await self.conn.fetchval("SELECT revision FROM lexical_indexes WHERE index_id = $1", index.id)
+
+    async def load_lexical(self, index: IndexRecord) -> tuple[int, str, bytes] | None:
+        row = await self.conn.fetchrow(
+            "SELECT revision, checksum, payload FROM lexical_indexes WHERE index_id = $1", index.id
+        )
+        return None if row is None else (row["revision"], row["checksum"], row["payload"])
+
+
+def _chunk_table_ddl(index_id: int, dim: int) -> str:
+    return (
+        f"CREATE TABLE chunks_{int(index_id)} ("
+        " id bigserial PRIMARY KEY,"
+        " document_id bigint NOT NULL REFERENCES documents (id) ON DELETE CASCADE,"
+        " ordinal integer NOT NULL,"
+        " text text NOT NULL,"
+        " source text NOT NULL,"
+        " section_title text NOT NULL,"
+        " page_title text NOT NULL,"
+        " token_count integer NOT NULL,"
+        f" embedding vector({int(dim)}) NOT NULL,"
+        " UNIQUE (document_id, ordinal))"
+    )
+
+
+def _chunk(row: asyncpg.Record) -> Chunk:
+    return Chunk(
+        document_uri=row["uri"],
+        ordinal=row["ordinal"],
+        text=row["text"],
+        source=row["source"],
+        section_title=row["section_title"],
+        page_title=row["page_title"],
+        token_count=row["token_count"],
+    )
+
+
+def _check_compatible(existing: IndexConfig, asked: IndexConfig) -> None:
+    name = existing.name
+    way_out = f"ingest into another index (--index NEW_NAME) or remove this one (`docent drop-index {name}`)"
+    if existing.embedding_dim != asked.embedding_dim:
+        raise IndexMismatch(
+            f"index {name!r} holds {existing.embedding_dim}-dimensional vectors from {existing.embedding_model!r}; "
+            f"{asked.embedding_model!r} makes {asked.embedding_dim}-dimensional ones: {way_out}"
+        )
+    differences = [
+        f"{key} {getattr(existing, key)!r} (asked {getattr(asked, key)!r})"
+        for key in ("embedding_model", "chunk_size", "chunk_overlap", "chunk_unit", "include_titles")
+        if getattr(existing, key) != getattr(asked, key)
+    ]
+    if differences:
+        raise IndexMismatch(f"index {name!r} was built with {', '.join(differences)}: {way_out}")
