@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+export DOCENT_DATA_DIR ?= $(CURDIR)/.docent
+
+.PHONY: install demo test bench-ingest bench-retrieval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first: the local CPU build; the project's `torch>=…` range is then already met.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/docent ingest docs --base-url https://docent.example/docs/
+	$(BIN)/docent indexes
+	$(BIN)/docent search "How does docent keep re-ingesting cheap when nothing changed?" -k 3
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench-ingest: install
+	$(BIN)/python bench/ingest.py
+
+bench-retrieval: install
+	$(BIN)/python bench/retrieval.py
+
+clean:
+	rm -rf $(VENV) .docent .pytest_cache

@@ -1,0 +1,27 @@
+"""What the benchmarks share: the Ray docs corpus, its public URL, and how to print figures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+RAY_DOCS = SHARED / "corpora" / "ray-docs-2.7"
+RAY_DOCS_URL = "https://docs.ray.io/en/master/"
+EVAL_SET = SHARED / "datasets" / "eval-dataset-v1.jsonl"
+RAY_DOCS_CONFIG = ROOT / "config" / "ray-docs.yaml"
+
+sys.path.insert(0, str(ROOT))
+
+
+def require_path(path: Path, what: str) -> Path:
+    if not path.exists():
+        sys.exit(f"{what} not found at {path}: the benchmarks read ../shared (see shared/README.md)")
+    return path
+
+
+def emit_json(figures: dict) -> None:
+    """The last line of a benchmark's output with --json: one object of its figures."""
+    print(json.dumps(figures, default=float))

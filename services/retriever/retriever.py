@@ -1,0 +1,115 @@
+"""Semantic (pgvector), lexical (BM25) and hybrid retrieval over one index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+import numpy as np
+
+from docent.settings import LexicalSettings, RetrievalSettings
+from docent.store import IndexRecord, IndexStore
+from docent.types import SearchHit, page_of
+from services.retriever.fusion import Ranked, insert_lexical, limit_per_page, reciprocal_rank_fusion
+from services.retriever.lexical import LexicalIndex, LexicalIndexError
+
+Mode = Literal["semantic", "lexical", "hybrid"]
+
+
+class LexicalIndexMissing(LexicalIndexError):
+    pass
+
+
+@dataclass
+class RetrievalRequest:
+    query: str
+    vector: np.ndarray | None
+    mode: Mode
+    k: int
+    lexical_k: int
+
+
+class Retriever:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        index: IndexRecord,
+        lexical: LexicalIndex | None,
+        settings: RetrievalSettings,
+        ef_search: int,
+    ):
+        self.pool, self.index, self.lexical, self.settings, self.ef_search = pool, index, lexical, settings, ef_search
+
+    @classmethod
+    async def load(
+        cls, pool: asyncpg.Pool, index: IndexRecord, settings: RetrievalSettings, lexical: LexicalSettings, ef_search: int
+    ) -> "Retriever":
+        return cls(pool, index, await load_lexical_index(pool, index, lexical), settings, ef_search)
+
+    async def search(self, request: RetrievalRequest) -> list[SearchHit]:
+        candidates = max(self.settings.candidates, request.k, request.lexical_k)
+        semantic: Ranked = []
+        lexical: Ranked = []
+        if request.mode in ("semantic", "hybrid"):
+            if request.vector is None:
+                raise ValueError("semantic retrieval needs the query's vector")
+            async with self.pool.acquire() as conn:
+                semantic = await IndexStore(conn).semantic_search(self.index, request.vector, candidates, self.ef_search)
+        if request.mode in ("lexical", "hybrid"):
+            if self.lexical is None:
+                raise LexicalIndexMissing(f"index {self.index.config.name!r} has no BM25 index yet: re-run `docent ingest`")
+            lexical = [(h.chunk_id, h.score) for h in self.lexical.search(request.query, candidates)]
+        async with self.pool.acquire() as conn:
+            chunks = await IndexStore(conn).chunks_by_id(self.index, {i for i, _ in semantic + lexical})
+        ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
+        return [
+            SearchHit(
+                rank=rank,
+                score=score,
+                source=chunks[chunk_id].source,
+                text=chunks[chunk_id].text,
+                chunk_id=chunk_id,
+                section_title=chunks[chunk_id].section_title,
+                page_title=chunks[chunk_id].page_title,
+            )
+            for rank, (chunk_id, score) in enumerate(ranked, start=1)
+            if chunk_id in chunks  # a chunk deleted by a concurrent re-ingest since the lexical index was built
+        ]
+
+    def _combine(self, semantic: Ranked, lexical: Ranked, request: RetrievalRequest, page) -> Ranked:
+        per_page = self.settings.max_chunks_per_page
+        if request.mode == "semantic":
+            return limit_per_page(semantic, page, per_page, request.k)
+        if request.mode == "lexical":
+            return limit_per_page(lexical, page, per_page, request.k)
+        if self.settings.fusion == "reference":
+            return insert_lexical(
+                limit_per_page(semantic, page, per_page, request.k),
+                limit_per_page(lexical, page, per_page, request.lexical_k),
+                position=request.lexical_k,
+            )
+        fused = reciprocal_rank_fusion(
+            [semantic, lexical], [1.0, self.settings.lexical_weight if request.lexical_k else 0.0], self.settings.rrf_k
+        )
+        return limit_per_page(fused, page, per_page, request.k)
+
+
+async def load_lexical_index(pool: asyncpg.Pool, index: IndexRecord, settings: LexicalSettings) -> LexicalIndex | None:
+    """The persisted BM25 index (bm25s), or one built now for the rank-bm25 backend."""
+    async with pool.acquire() as conn:
+        store = IndexStore(conn)
+        if settings.backend == "rank-bm25":
+            ids, chunks = await store.chunk_texts(index)
+            texts = [c.embedding_text if index.config.include_titles else c.text for c in chunks]
+            return LexicalIndex.build(ids, texts, settings)
+        stored = await store.load_lexical(index)
+        if stored is None:
+            return None
+        revision, checksum, payload = stored
+        if revision != await store.revision(index):
+            raise LexicalIndexError(
+                f"the BM25 index of {index.config.name!r} is older than its chunks (an ingest was interrupted): "
+                "re-run `docent ingest` to finish it"
+            )
+    return LexicalIndex.from_bytes(payload, checksum)

@@ -1,0 +1,66 @@
+"""In-process retrieval over an index, for the CLI and the benchmarks (no Ray Serve)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from docent.db import create_pool
+from docent.settings import Settings
+from docent.store import IndexRecord, IndexStore
+from docent.types import SearchHit
+from services.embedder.model import Embedder, load_embedder
+from services.retriever.retriever import RetrievalRequest, Retriever
+
+
+@dataclass
+class LocalSearch:
+    """An index opened with its own embedding model and BM25 index."""
+
+    pool: asyncpg.Pool
+    index: IndexRecord
+    embedder: Embedder
+    retriever: Retriever
+    settings: Settings
+
+    @classmethod
+    async def open(cls, settings: Settings) -> "LocalSearch":
+        pool = await create_pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                index = await IndexStore(conn).require(settings.index_name)
+            embedder = load_embedder(settings.embedding.model_copy(update={"model": index.config.embedding_model}))
+            retriever = await Retriever.load(
+                pool, index, settings.retrieval, settings.lexical, settings.database.hnsw_ef_search
+            )
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, index, embedder, retriever, settings)
+
+    async def search(self, query: str, *, mode: str | None = None, k: int | None = None, lexical_k: int | None = None) -> list[SearchHit]:
+        retrieval = self.settings.retrieval
+        mode = mode or retrieval.mode
+        vector = None
+        if mode != "lexical":
+            vector = self.embedder.embed([self.settings.embedding.query_prefix + query])[0]
+        request = RetrievalRequest(
+            query=query,
+            vector=vector,
+            mode=mode,
+            k=retrieval.num_chunks if k is None else k,
+            lexical_k=retrieval.lexical_k if lexical_k is None else lexical_k,
+        )
+        return await self.retriever.search(request)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+async def search_index(query: str, settings: Settings) -> list[SearchHit]:
+    local = await LocalSearch.open(settings)
+    try:
+        return await local.search(query)
+    finally:
+        await local.close()
