@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +24,9 @@ from pydantic_settings import (
 )
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+# The YAML file of the settings being built, when given explicitly rather than by DOCENT_CONFIG.
+_config_file: ContextVar[str | None] = ContextVar("docent_config_file", default=None)
 
 
 class EmbeddingSettings(BaseModel):
@@ -170,7 +175,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources = [init_settings, env_settings]
-        config_file = os.environ.get("DOCENT_CONFIG")
+        config_file = _config_file.get() or os.environ.get("DOCENT_CONFIG")
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
@@ -194,12 +199,15 @@ class ConfigFileError(ValueError):
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from a YAML file, the environment and nested `overrides` (None values ignored)."""
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigFileError(f"config file not found: {path}")
-        os.environ["DOCENT_CONFIG"] = str(path)
-    return Settings(**_drop_none(overrides))
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigFileError(f"config file not found: {config_file}")
+    token = _config_file.set(str(config_file) if config_file is not None else None)
+    try:
+        return Settings(**_drop_none(overrides))
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"config file {config_file or os.environ.get('DOCENT_CONFIG')} is not valid YAML: {exc}") from exc
+    finally:
+        _config_file.reset(token)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

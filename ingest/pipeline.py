@@ -26,6 +26,7 @@ from docent.settings import Settings
 from docent.store import DocumentChunks, IndexRecord, IndexStore
 from docent.types import Chunk, IndexConfig
 from ingest.documents import ParseOptions, chunk_rows
+from ingest.ray_runtime import ensure_ray
 from ingest.scan import Scan, SourceError, SourceFile, scan
 from services.embedder.model import load_embedder, resolve_model_path
 from services.retriever.lexical import LexicalIndex, payload_checksum
@@ -181,6 +182,8 @@ async def _index_documents(
     progress: IngestProgress,
 ) -> IndexRecord:
     progress.stage("index", len(todo))
+    # On this (the main) thread: Ray's node processes die with the thread that started them.
+    ensure_ray(settings)
     writer = _DocumentWriter(store, index, settings, report)
     embed_started = time.perf_counter()
     batches = _embedded_batches(todo, source.root, settings, base_url)
@@ -279,9 +282,6 @@ def _embedded_batches(
     import ray
     from ray.data import ActorPoolStrategy
 
-    from ingest.ray_runtime import ensure_ray
-
-    ensure_ray(settings)
     options = ParseOptions(
         root=root,
         base_url=base_url,

@@ -31,3 +31,32 @@ def test_invalid_values_are_rejected_with_the_field_named():
 def test_a_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigFileError, match="not found"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_the_example_config_lists_the_defaults(monkeypatch):
+    """config/docent.example.yaml documents every default: it must not drift from the code."""
+    from pathlib import Path
+
+    import yaml
+
+    for name in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DOCENT_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parents[2] / "config" / "docent.example.yaml"
+    values = yaml.safe_load(example.read_text())
+    defaults = Settings().model_dump()
+    for section, expected in values.items():
+        if isinstance(expected, dict):
+            assert set(expected) <= set(defaults[section]), f"unknown keys in {section}"
+            for key, value in expected.items():
+                assert defaults[section][key] == value, f"{section}.{key}"
+        elif section != "data_dir":
+            assert defaults[section] == expected, section
+    documented = {s for s, v in values.items() if isinstance(v, dict)}
+    assert documented == {s for s, v in defaults.items() if isinstance(v, dict)}
+
+
+def test_a_malformed_config_file_is_a_clear_error(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("chunking: [unclosed\n")
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
+        load_settings(config)
