@@ -130,7 +130,8 @@ def _print_ingest_summary(report) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("files read", str(report.files_read))
-    table.add_row("files unchanged", str(report.files_unchanged))
+    unchanged = f"{report.files_unchanged}" + (f" ({report.unchanged_skipped} still unreadable)" if report.unchanged_skipped else "")
+    table.add_row("files unchanged", unchanged)
     table.add_row("files skipped", str(len(report.skipped)))
     for reason, count in report.skip_reasons.most_common():
         table.add_row(f"  {reason}", str(count))

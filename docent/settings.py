@@ -46,7 +46,7 @@ class EmbeddingSettings(BaseModel):
 class ChunkingSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    chunk_size: int = Field(700, ge=1, description="maximum chunk length, in `unit`")
+    chunk_size: int = Field(300, ge=1, description="maximum chunk length, in `unit`")
     chunk_overlap: int = Field(50, ge=0, description="overlap between neighbouring chunks, in `unit`")
     unit: Literal["chars", "tokens"] = Field("chars", description="chars, or tokens of the embedding model")
     include_titles: bool = Field(True, description="embed and index chunks with their page and section titles")
@@ -186,7 +186,7 @@ class Settings(BaseSettings):
 
 
 def default_index_name(model: str, chunking: ChunkingSettings) -> str:
-    """e.g. `all-minilm-l6-v2-700-50`; token-sized chunks get a `t` suffix on the size."""
+    """e.g. `all-minilm-l6-v2-300-50`; token-sized chunks get a `t` suffix on the size."""
     short = re.sub(r"[^a-z0-9]+", "-", Path(model.rstrip("/")).name.lower()).strip("-")
     unit = "t" if chunking.unit == "tokens" else ""
     titles = "" if chunking.include_titles else "-notitles"

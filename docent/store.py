@@ -50,11 +50,22 @@ class IndexRecord:
 
 @dataclass
 class DocumentChunks:
-    """A document's whole new content: written together or not at all."""
+    """A document's whole new content: written together or not at all.
+
+    A document with a `skip_reason` could not be used: it is recorded without chunks.
+    """
 
     uri: str
     content_hash: str
     chunks: list[Chunk] = field(default_factory=list)
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    content_hash: str
+    chunk_count: int
+    skip_reason: str | None
 
 
 @dataclass
@@ -104,7 +115,7 @@ class IndexStore:
     async def list(self) -> list[IndexInfo]:
         rows = await self.conn.fetch(
             "SELECT i.id, i.config, i.revision, i.updated_at,"
-            " (SELECT count(*) FROM documents d WHERE d.index_id = i.id) AS documents,"
+            " (SELECT count(*) FROM documents d WHERE d.index_id = i.id AND d.skip_reason IS NULL) AS documents,"
             " coalesce((SELECT sum(chunk_count) FROM documents d WHERE d.index_id = i.id), 0) AS chunks,"
             " pg_total_relation_size(format('chunks_%s', i.id)) AS size_bytes"
             " FROM indexes i ORDER BY i.name"
@@ -138,10 +149,11 @@ class IndexStore:
         finally:
             await self.conn.execute("SELECT pg_advisory_unlock(1, $1)", index.id)
 
-    async def documents(self, index: IndexRecord) -> dict[str, tuple[str, int]]:
-        """uri -> (content hash, chunk count) of every document in the index."""
-        rows = await self.conn.fetch("SELECT uri, content_hash, chunk_count FROM documents WHERE index_id = $1", index.id)
-        return {r["uri"]: (r["content_hash"], r["chunk_count"]) for r in rows}
+    async def documents(self, index: IndexRecord) -> dict[str, StoredDocument]:
+        rows = await self.conn.fetch(
+            "SELECT uri, content_hash, chunk_count, skip_reason FROM documents WHERE index_id = $1", index.id
+        )
+        return {r["uri"]: StoredDocument(r["content_hash"], r["chunk_count"], r["skip_reason"]) for r in rows}
 
     async def write_documents(self, index: IndexRecord, documents: Sequence[DocumentChunks]) -> WriteResult:
         """Replace the chunks of `documents` in one transaction, by COPY."""
@@ -149,15 +161,16 @@ class IndexStore:
             return WriteResult()
         async with self.conn.transaction():
             rows = await self.conn.fetch(
-                "INSERT INTO documents (index_id, uri, content_hash, chunk_count)"
-                " SELECT $1, u, h, c FROM unnest($2::text[], $3::text[], $4::int[]) AS t(u, h, c)"
+                "INSERT INTO documents (index_id, uri, content_hash, chunk_count, skip_reason)"
+                " SELECT $1, u, h, c, r FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS t(u, h, c, r)"
                 " ON CONFLICT (index_id, uri) DO UPDATE SET content_hash = EXCLUDED.content_hash,"
-                " chunk_count = EXCLUDED.chunk_count, updated_at = now()"
+                " chunk_count = EXCLUDED.chunk_count, skip_reason = EXCLUDED.skip_reason, updated_at = now()"
                 " RETURNING id, uri",
                 index.id,
                 [d.uri for d in documents],
                 [d.content_hash for d in documents],
                 [len(d.chunks) for d in documents],
+                [d.skip_reason for d in documents],
             )
             ids = {r["uri"]: r["id"] for r in rows}
             removed = await self._delete_chunks(index, list(ids.values()))

@@ -54,6 +54,7 @@ class IngestReport:
     files_seen: int = 0
     files_read: int = 0
     files_unchanged: int = 0
+    unchanged_skipped: int = 0  # unchanged files that were unreadable last time too
     files_removed: int = 0
     files_missing: int = 0  # gone from the source but kept, for want of --prune
     skipped: dict[str, str] = field(default_factory=dict)  # uri -> reason
@@ -111,10 +112,11 @@ async def ingest(
             index = await _existing_index(store, settings)
             stored = await store.documents(index) if index else {}
             current = {f.uri for f in source.files} | set(source.unreadable)
-            todo = [f for f in source.files if stored.get(f.uri, (None,))[0] != f.content_hash]
+            todo = [f for f in source.files if f.uri not in stored or stored[f.uri].content_hash != f.content_hash]
             unchanged = current - {f.uri for f in todo} - set(source.unreadable)
             report.files_unchanged = len(unchanged)
-            report.chunks_unchanged = sum(stored[uri][1] for uri in unchanged)
+            report.unchanged_skipped = sum(stored[uri].skip_reason is not None for uri in unchanged)
+            report.chunks_unchanged = sum(stored[uri].chunk_count for uri in unchanged)
             gone = sorted(set(stored) - current)
             if index and gone and prune:
                 removed = await store.delete_documents(index, gone)
@@ -219,6 +221,8 @@ class _DocumentWriter:
         """Take one row; returns how many documents it completed (0 or 1)."""
         if row["error"]:
             self.report.skipped[row["uri"]] = row["error"]
+            if row["content_hash"]:  # remembered, so an unchanged unreadable file is not read again
+                self.ready.append(DocumentChunks(row["uri"], row["content_hash"], skip_reason=str(row["error"])))
             return 1
         rows = self.partial.setdefault(row["uri"], [])
         rows.append(row)
@@ -230,7 +234,7 @@ class _DocumentWriter:
         self.ready.append(DocumentChunks(row["uri"], row["content_hash"], [_chunk(r) for r in rows]))
         self.pending_chunks += len(rows)
         self.report.files_read += 1
-        self.report.sections += rows[0]["sections"]
+        self.report.sections += int(rows[0]["sections"])
         self.report.chunks_over_limit += sum(bool(r["over_limit"]) for r in rows)
         return 1
 
@@ -238,6 +242,8 @@ class _DocumentWriter:
         if not self.ready:
             return
         if self.index is None:
+            if self.dimension is None:  # nothing usable yet: no index to create
+                return
             self.index = await self.store.ensure(index_config(self.settings, self.dimension))
         result = await self.store.write_documents(self.index, self.ready)
         self.report.chunks_added += result.chunks_added

@@ -146,10 +146,13 @@ def test_bad_files_are_skipped_with_reasons_and_counted(ray_local, settings, doc
     assert all(report.skipped.values())
     assert not any(uri in report.skipped for uri, _ in snapshot(settings))
 
+    again = run_ingest(docs_tree, settings, base_url=BASE_URL)  # unreadable files are remembered, not re-read
+    assert again.files_read == 0 and not again.skipped and again.unchanged_skipped == 5
+
 
 def test_two_configurations_live_side_by_side(ray_local, docs_tree, index_name):
     small = Settings(index=f"{index_name}-120", chunking={"chunk_size": 120, "chunk_overlap": 20})
-    large = Settings(index=f"{index_name}-700")
+    large = Settings(index=f"{index_name}-700", chunking={"chunk_size": 700})
     run_ingest(docs_tree, small, base_url=BASE_URL)
     run_ingest(docs_tree, large, base_url=BASE_URL)
 
@@ -170,7 +173,7 @@ async def _list_indexes(settings: Settings):
 def test_a_different_configuration_for_an_existing_index_is_refused(ray_local, settings, docs_tree):
     run_ingest(docs_tree, settings, base_url=BASE_URL)
     other = settings.model_copy(update={"chunking": settings.chunking.model_copy(update={"chunk_size": 400})})
-    with pytest.raises(IndexMismatch, match="chunk_size 700"):
+    with pytest.raises(IndexMismatch, match=r"chunk_size 300 \(asked 400\)"):
         run_ingest(docs_tree, other, base_url=BASE_URL)
 
 
@@ -273,6 +276,19 @@ def test_cli_ingest_then_search_json(ray_local, docs_tree, index_name):
     assert [r["rank"] for r in result["results"]] == [1, 2, 3]
     assert set(result["results"][0]) == {"rank", "score", "source", "text", "chunk_id"}
     assert result["results"][0]["source"] == f"{BASE_URL}guide/configuration.html#retries-and-backoff"
+
+    listing = _cli("indexes", "--json", env=env)
+    output, _ = listing.communicate(timeout=120)
+    listed = {i["name"]: i for i in json.loads(output.strip().splitlines()[-1])["indexes"]}
+    assert listed[index_name]["documents"] == 6 and listed[index_name]["chunks"] > 0
+    assert listed[index_name]["embedding_dim"] == 384 and listed[index_name]["size_bytes"] > 0
+
+    drop = _cli("drop-index", index_name, "--yes", env=env)
+    output, _ = drop.communicate(timeout=120)
+    assert drop.returncode == 0, output
+    search = _cli("search", "anything", "--index", index_name, env=env)
+    output, _ = search.communicate(timeout=120)
+    assert search.returncode == 1 and "no index named" in output
 
 
 def test_cli_errors_are_messages_with_exit_codes(tmp_path, index_name):

@@ -5,7 +5,7 @@ from docent.settings import ConfigFileError, Settings, load_settings
 
 
 def test_defaults_name_the_index_after_model_and_chunking():
-    assert Settings().index_name == "all-minilm-l6-v2-700-50"
+    assert Settings().index_name == "all-minilm-l6-v2-300-50"
     assert Settings(chunking={"chunk_size": 300, "unit": "tokens"}).index_name == "all-minilm-l6-v2-300t-50"
 
 
