@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/docent ingest docs --base-url https://docent.example/docs/
+	$(BIN)/docent ingest docs
 	$(BIN)/docent indexes
 	$(BIN)/docent search "How does docent keep re-ingesting cheap when nothing changed?" -k 3
 

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from docent.settings import ConfigFileError, Settings, load_settings
 
@@ -74,21 +74,24 @@ def _settings(**overrides: Any) -> Settings:
 
 
 class _RichProgress:
+    """One bar per ingest stage; a stage is complete when the next one starts."""
+
     _labels = {"scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index"}
 
     def __init__(self, progress: Progress):
         self.progress, self.tasks = progress, {}
 
     def stage(self, name: str, total: int | None) -> None:
-        for task in self.tasks.values():
-            self.progress.update(task, completed=self.progress.tasks[task].total or 1, total=self.progress.tasks[task].total or 1)
+        self.finish()
         self.tasks[name] = self.progress.add_task(self._labels.get(name, name), total=total)
 
     def advance(self, name: str, amount: int = 1) -> None:
         self.progress.advance(self.tasks[name], amount)
 
     def finish(self) -> None:
-        self.stage("done", 0)
+        for task in self.progress.tasks:
+            total = task.total or task.completed or 1
+            self.progress.update(task.id, total=total, completed=total)
 
 
 @app.command()
@@ -174,12 +177,16 @@ def indexes(as_json: Annotated[bool, typer.Option("--json", help="one JSON objec
     if not found:
         console.print("no indexes yet: run `docent ingest PATH`")
         return
-    table = Table("name", "model", "dim", "chunking", "documents", "chunks", "size", "updated")
+    table = Table(
+        Column("name", no_wrap=True), Column("model", overflow="fold"), "dim", "chunking", "docs", "chunks", "MiB",
+        caption="details: docent indexes --json",
+    )
     for i in found:
+        unit = "t" if i.chunk_unit == "tokens" else ""
         table.add_row(
-            i.name, i.embedding_model, str(i.embedding_dim),
-            f"{i.chunk_size}/{i.chunk_overlap} {i.chunk_unit}" + ("" if i.include_titles else ", no titles"),
-            str(i.documents), str(i.chunks), f"{i.size_bytes / 2**20:.1f} MiB", (i.updated_at or "")[:19],
+            i.name, Path(i.embedding_model).name, str(i.embedding_dim),
+            f"{i.chunk_size}{unit}/{i.chunk_overlap}" + ("" if i.include_titles else " no titles"),
+            str(i.documents), str(i.chunks), f"{i.size_bytes / 2**20:.1f}",
         )
     console.print(table)
 

