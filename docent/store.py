@@ -7,6 +7,7 @@ Each index keeps its chunks in a table of its own, `chunks_<index id>`, whose
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,6 +18,9 @@ import numpy as np
 
 from docent.db import DatabaseError
 from docent.types import Chunk, IndexConfig, IndexInfo
+
+# Advisory-lock namespace of ingest writers (the other key is a hash of the index name).
+_WRITER_LOCK_SPACE = 2
 
 CHUNK_COLUMNS = ("document_id", "ordinal", "text", "source", "section_title", "page_title", "token_count", "embedding")
 
@@ -140,14 +144,15 @@ class IndexStore:
             await self.conn.execute("DELETE FROM indexes WHERE id = $1", index.id)
 
     @asynccontextmanager
-    async def exclusive(self, index: IndexRecord) -> AsyncIterator[None]:
-        """Hold the index for one writer; a second concurrent ingest fails fast."""
-        if not await self.conn.fetchval("SELECT pg_try_advisory_lock(1, $1)", index.id):
-            raise IndexBusy(f"another ingest is writing index {index.config.name!r}; try again when it ends")
+    async def writer_lock(self, name: str) -> AsyncIterator[None]:
+        """One writer per index name, even before the index exists; a second one fails fast."""
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+        if not await self.conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _WRITER_LOCK_SPACE, key):
+            raise IndexBusy(f"another ingest is writing index {name!r}; try again when it ends")
         try:
             yield
         finally:
-            await self.conn.execute("SELECT pg_advisory_unlock(1, $1)", index.id)
+            await self.conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITER_LOCK_SPACE, key)
 
     async def documents(self, index: IndexRecord) -> dict[str, StoredDocument]:
         rows = await self.conn.fetch(
@@ -223,18 +228,11 @@ class IndexStore:
         return True
 
     async def chunk_texts(self, index: IndexRecord) -> tuple[list[int], list[Chunk]]:
-        rows = await self.conn.fetch(
-            f"SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
-            f" FROM {index.table} c JOIN documents d ON d.id = c.document_id ORDER BY c.id"
-        )
+        rows = await self.conn.fetch(f"{_select_chunks(index)} ORDER BY c.id")
         return [r["id"] for r in rows], [_chunk(r) for r in rows]
 
     async def chunks_by_id(self, index: IndexRecord, ids: Sequence[int]) -> dict[int, Chunk]:
-        rows = await self.conn.fetch(
-            f"SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
-            f" FROM {index.table} c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY($1::bigint[])",
-            list(ids),
-        )
+        rows = await self.conn.fetch(f"{_select_chunks(index)} WHERE c.id = ANY($1::bigint[])", list(ids))
         return {r["id"]: _chunk(r) for r in rows}
 
     async def semantic_search(
@@ -285,6 +283,13 @@ def _chunk_table_ddl(index_id: int, dim: int) -> str:
         " token_count integer NOT NULL,"
         f" embedding vector({int(dim)}) NOT NULL,"
         " UNIQUE (document_id, ordinal))"
+    )
+
+
+def _select_chunks(index: IndexRecord) -> str:
+    return (
+        "SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
+        f" FROM {index.table} c JOIN documents d ON d.id = c.document_id"
     )
 
 

@@ -9,7 +9,6 @@ exactly the documents that did not make it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -108,7 +107,7 @@ async def ingest(
     conn = await connect(settings)
     try:
         store = IndexStore(conn)
-        async with _name_lock(conn, settings.index_name):
+        async with store.writer_lock(settings.index_name):
             index = await _existing_index(store, settings)
             stored = await store.documents(index) if index else {}
             current = {f.uri for f in source.files} | set(source.unreadable)
@@ -131,23 +130,6 @@ async def ingest(
         await conn.close()
     report.seconds = time.perf_counter() - started
     return report
-
-
-class _name_lock:
-    """One writer per index name, even before the index exists."""
-
-    def __init__(self, conn, name: str):
-        self.conn, self.key = conn, int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
-        self.name = name
-
-    async def __aenter__(self):
-        from docent.store import IndexBusy
-
-        if not await self.conn.fetchval("SELECT pg_try_advisory_lock(2, $1)", self.key):
-            raise IndexBusy(f"another ingest is writing index {self.name!r}; try again when it ends")
-
-    async def __aexit__(self, *exc):
-        await self.conn.execute("SELECT pg_advisory_unlock(2, $1)", self.key)
 
 
 def index_config(settings: Settings, embedding_dim: int) -> IndexConfig:

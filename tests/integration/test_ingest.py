@@ -15,7 +15,7 @@ import pytest
 
 from docent.db import connect
 from docent.settings import Settings
-from docent.store import IndexMismatch, IndexStore
+from docent.store import IndexBusy, IndexMismatch, IndexStore
 from ingest.pipeline import run_ingest
 from ingest.scan import SourceError
 
@@ -304,3 +304,60 @@ def test_cli_errors_are_messages_with_exit_codes(tmp_path, index_name):
     bad = _cli("ingest", str(tmp_path), "--chunk-size", "50", "--chunk-overlap", "80", env=env)
     output, _ = bad.communicate(timeout=120)
     assert bad.returncode == 2 and "chunk_overlap" in output and "Traceback" not in output
+
+
+def test_a_second_writer_on_the_same_index_is_refused(ray_local, settings, docs_tree):
+    async def ingest_while_locked():
+        conn = await connect(settings)
+        try:
+            async with IndexStore(conn).writer_lock(settings.index_name):
+                await asyncio.to_thread(run_ingest, docs_tree, settings)
+        finally:
+            await conn.close()
+
+    with pytest.raises(IndexBusy, match="another ingest is writing"):
+        asyncio.run(ingest_while_locked())
+
+
+def test_token_sized_chunks_fit_the_limit(ray_local, index_name, docs_tree):
+    from transformers import AutoTokenizer
+
+    from services.embedder.model import resolve_model_path
+
+    settings = Settings(index=index_name, chunking={"chunk_size": 24, "chunk_overlap": 4, "unit": "tokens"})
+    report = run_ingest(docs_tree, settings, base_url=BASE_URL)
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for _, text, _ in snapshot(settings).values()]
+    assert report.chunks_added == len(lengths) > 20
+    assert max(lengths) <= 24
+
+
+def test_a_single_file_can_be_ingested(ray_local, settings, docs_tree):
+    report = run_ingest(docs_tree / "guide" / "install.rst", settings, base_url=BASE_URL)
+    assert report.files_read == 1
+    assert {uri for uri, _ in snapshot(settings)} == {"install.rst"}
+    with pytest.raises(SourceError, match="--prune needs a directory"):
+        run_ingest(docs_tree / "guide" / "install.rst", settings, prune=True)
+
+
+def test_a_database_without_pgvector_rights_is_a_clear_error(database_url):
+    import asyncpg
+
+    from docent.db import DatabaseError
+
+    name = f"limited_{os.getpid()}"
+
+    async def scenario():
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'secret'")
+            await admin.execute(f"CREATE DATABASE {name} OWNER {name}")
+        finally:
+            await admin.close()
+        host = database_url.split("host=", 1)[1]
+        limited = Settings(database_url=f"postgresql://{name}:secret@/{name}?host={host}")
+        with pytest.raises(DatabaseError, match="may not enable it"):
+            await connect(limited)
+
+    asyncio.run(scenario())
