@@ -49,19 +49,21 @@ class Retriever:
 
     async def search(self, request: RetrievalRequest) -> list[SearchHit]:
         candidates = max(self.settings.candidates, request.k, request.lexical_k)
-        semantic: Ranked = []
         lexical: Ranked = []
-        if request.mode in ("semantic", "hybrid"):
-            if request.vector is None:
-                raise ValueError("semantic retrieval needs the query's vector")
-            async with self.pool.acquire() as conn:
-                semantic = await IndexStore(conn).semantic_search(self.index, request.vector, candidates, self.ef_search)
         if request.mode in ("lexical", "hybrid"):
             if self.lexical is None:
                 raise LexicalIndexMissing(f"index {self.index.config.name!r} has no BM25 index yet: re-run `docent ingest`")
             lexical = [(h.chunk_id, h.score) for h in self.lexical.search(request.query, candidates)]
+        semantic: Ranked = []
         async with self.pool.acquire() as conn:
-            chunks = await IndexStore(conn).chunks_by_id(self.index, {i for i, _ in semantic + lexical})
+            store = IndexStore(conn)
+            if request.mode in ("semantic", "hybrid"):
+                if request.vector is None:
+                    raise ValueError("semantic retrieval needs the query's vector")
+                semantic = await store.semantic_search(self.index, request.vector, candidates, self.ef_search)
+            chunks = await store.chunks_by_id(self.index, {i for i, _ in semantic + lexical})
+        # A BM25 index loaded before a re-ingest may name chunks that are gone since.
+        lexical = [(chunk_id, score) for chunk_id, score in lexical if chunk_id in chunks]
         ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
         return [
             SearchHit(
@@ -74,7 +76,6 @@ class Retriever:
                 page_title=chunks[chunk_id].page_title,
             )
             for rank, (chunk_id, score) in enumerate(ranked, start=1)
-            if chunk_id in chunks  # a chunk deleted by a concurrent re-ingest since the lexical index was built
         ]
 
     def _combine(self, semantic: Ranked, lexical: Ranked, request: RetrievalRequest, page) -> Ranked:
