@@ -52,8 +52,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 def _clear_errors():
     """Known failures become one-line messages and exit codes, never tracebacks."""
     from docent.db import DatabaseError
-    from ingest.pipeline import IngestError
-    from ingest.scan import SourceError
+    from ingest.errors import IngestError, SourceError
     from services.embedder.model import EmbeddingModelError
     from services.retriever.lexical import LexicalIndexError
 
@@ -155,8 +154,11 @@ def _print_ingest_summary(report) -> None:
     console.print(table)
     if report.files_missing:
         console.print(f"{report.files_missing} indexed file(s) no longer exist under the path: add --prune to remove them")
-    for uri, reason in sorted(report.skipped.items())[:20]:
+    shown = 20
+    for uri, reason in sorted(report.skipped.items())[:shown]:
         console.print(f"[yellow]skipped[/] {uri}: {reason}", highlight=False)
+    if len(report.skipped) > shown:
+        console.print(f"… and {len(report.skipped) - shown} more skipped files")
 
 
 @app.command()

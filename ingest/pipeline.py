@@ -27,15 +27,12 @@ from docent.store import DocumentChunks, IndexRecord, IndexStore
 from docent.types import Chunk, IndexConfig
 from ingest.documents import ParseOptions, chunk_rows
 from ingest.ray_runtime import ensure_ray
-from ingest.scan import Scan, SourceError, SourceFile, scan
+from ingest.errors import IngestError, SourceError
+from ingest.scan import Scan, SourceFile, scan
 from services.embedder.model import check_model_available, load_embedder, resolve_model_path
 from services.retriever.lexical import LexicalIndex, payload_checksum
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(RuntimeError):
-    """The ingest job failed after it started; what was finished is kept."""
 
 
 class IngestProgress(Protocol):

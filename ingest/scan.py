@@ -8,11 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.errors import SourceError
 from ingest.loaders import SUPPORTED_SUFFIXES
-
-
-class SourceError(ValueError):
-    """The path given to ingest cannot be used at all (exit code 2)."""
 
 
 @dataclass

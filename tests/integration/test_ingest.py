@@ -17,7 +17,7 @@ from docent.db import connect
 from docent.settings import Settings
 from docent.store import IndexBusy, IndexMismatch, IndexStore
 from ingest.pipeline import run_ingest
-from ingest.scan import SourceError
+from ingest.errors import SourceError
 
 pytestmark = pytest.mark.integration
 
