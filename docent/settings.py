@@ -116,6 +116,13 @@ class RerankSettings(BaseModel):
     threshold: float = Field(0.9, ge=0, le=1, description="tag probability needed to move a docs area first")
     k: int = Field(13, ge=1, description="chunks kept after reranking")
     cross_encoder_model: str | None = None
+    base_url: str = Field("https://docs.ray.io/en/master/", description="docs URL whose first path segment is the tag")
+    artifact: Path | None = Field(None, description="tag classifier file; default: <data_dir>/models/reranker.zip")
+
+
+class RouterSettings(BaseModel):
+    threshold: float = Field(0.5, ge=0, le=1, description="p(open-source answers well) needed to route there")
+    artifact: Path | None = Field(None, description="router file; default: <data_dir>/models/router.zip")
 
 
 class LLMSettings(BaseModel):
@@ -158,6 +165,7 @@ class Settings(BaseSettings):
     lexical: LexicalSettings = Field(default_factory=LexicalSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
     @field_validator("data_dir")
@@ -179,6 +187,10 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
+
+    def model_artifact(self, kind: Literal["reranker", "router"]) -> Path:
+        configured = self.rerank.artifact if kind == "reranker" else self.router.artifact
+        return (configured or self.data_dir / "models" / f"{kind}.zip").expanduser()
 
     @property
     def index_name(self) -> str:

@@ -1,0 +1,48 @@
+import pytest
+
+from services.reranker.tags import OTHER, SANITY_CHECKS, preprocess, rerank, tag_of
+from services.reranker.training import TrainingDataError, load_qa_pairs, train_reranker
+from tests.conftest import SHARED, require
+
+BASE = "https://docs.ray.io/en/master/"
+
+
+def test_tag_is_the_first_path_segment_under_the_base_url():
+    assert tag_of(f"{BASE}serve/scaling-and-resource-allocation.html#autoscaling", BASE) == "serve"
+    assert tag_of(f"{BASE}ray-core/tasks.html", BASE) == "ray-core"
+    assert tag_of(f"{BASE}workflows/index.html", BASE) == OTHER
+    assert tag_of("https://elsewhere.example/serve/x.html", BASE) == OTHER
+
+
+def test_preprocessing_splits_identifiers_as_the_reference_did():
+    assert preprocess("RayDeepSpeedStrategy") == "ray deep speed strategy"
+    assert preprocess("What is the default batch_size for map_batches?") == "what is the default batch size for map batch ##es ?"
+
+
+def test_rerank_moves_the_predicted_area_first_keeping_order_then_cuts():
+    sources = [f"{BASE}data/a.html", f"{BASE}serve/b.html", f"{BASE}data/c.html", f"{BASE}serve/d.html"]
+    assert rerank(["a", "b", "c", "d"], sources, "serve", BASE, k=3) == ["b", "d", "a"]
+    assert rerank(["a", "b", "c", "d"], sources, OTHER, BASE, k=2) == ["a", "b"]
+
+
+def test_bad_training_data_is_a_clear_error(tmp_path):
+    bad = tmp_path / "qa.json"
+    bad.write_text('[{"question": "no source"}]')
+    with pytest.raises(TrainingDataError, match="question, source"):
+        load_qa_pairs(bad)
+    with pytest.raises(TrainingDataError, match="not found"):
+        load_qa_pairs(tmp_path / "missing.json")
+
+
+def test_training_on_the_reference_data_matches_its_scores_and_sanity_checks(tmp_path):
+    data = SHARED / "datasets" / "embedding_qa.json"
+    require(data.is_file(), f"{data} is needed")
+    result = train_reranker(load_qa_pairs(data), BASE)
+
+    assert result.metrics["test_rows"] == 1146
+    assert result.metrics["f1"] >= 0.9  # the reference: 0.915
+    assert result.sanity_passed, result.sanity
+    loaded = type(result.classifier).load(result.classifier.model.save(tmp_path / "reranker.zip"))
+    questions = [q for q, _ in SANITY_CHECKS]
+    assert [p.tag for p in loaded.predict(questions)] == [p.tag for p in result.classifier.predict(questions)]
+    assert loaded.predict(["How do I enable Ray debug logs?"])[0].confident(0.99) == OTHER
