@@ -229,6 +229,9 @@ def search(
     k: Annotated[Optional[int], typer.Option("-k", help="chunks to return")] = None,
     lexical_k: Annotated[Optional[int], typer.Option(help="BM25 hits to join (hybrid)")] = None,
     mode: Annotated[Optional[str], typer.Option(help="semantic | lexical | hybrid")] = None,
+    strategy: Annotated[
+        Optional[str], typer.Option(help="chunks | sentence-window | parent-section (text around each hit)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Retrieve the chunks that best match a question."""
@@ -239,7 +242,9 @@ def search(
     if mode is not None and mode not in ("semantic", "lexical", "hybrid"):
         raise _fail(f"--mode must be semantic, lexical or hybrid, not {mode!r}", USAGE_ERROR)
     with _clear_errors():
-        settings = _settings(index=index, retrieval={"mode": mode, "num_chunks": k, "lexical_k": lexical_k})
+        settings = _settings(
+            index=index, retrieval={"mode": mode, "num_chunks": k, "lexical_k": lexical_k, "strategy": strategy}
+        )
         hits = asyncio.run(search_index(query, settings))
     if as_json:
         print(json.dumps({"query": query, "index": settings.index_name, "results": [h.model_dump(include={"rank", "score", "source", "text", "chunk_id"}) for h in hits]}))

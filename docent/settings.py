@@ -110,6 +110,11 @@ class RetrievalSettings(BaseModel):
     max_chunks_per_page: int = Field(
         1, ge=0, description="at most this many chunks of one page in the results (0: no limit)"
     )
+    strategy: Literal["chunks", "sentence-window", "parent-section"] = Field(
+        "chunks", description="return chunks, chunks with their neighbours, or their whole sections"
+    )
+    window: int = Field(1, ge=1, description="neighbours on each side (sentence-window)")
+    section_budget: int = Field(2000, ge=1, description="characters of a section returned (parent-section)")
 
 
 class RerankSettings(BaseModel):

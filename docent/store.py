@@ -22,7 +22,9 @@ from docent.types import Chunk, IndexConfig, IndexInfo
 # Advisory-lock namespace of ingest writers (the other key is a hash of the index name).
 _WRITER_LOCK_SPACE = 2
 
-CHUNK_COLUMNS = ("document_id", "ordinal", "text", "source", "section_title", "page_title", "token_count", "embedding")
+CHUNK_COLUMNS = (
+    "document_id", "ordinal", "text", "source", "section_title", "page_title", "token_count", "section_offset", "embedding",
+)
 
 
 class IndexNotFound(DatabaseError):
@@ -70,6 +72,12 @@ class StoredDocument:
     content_hash: str
     chunk_count: int
     skip_reason: str | None
+
+
+@dataclass(frozen=True)
+class SectionPiece:
+    text: str
+    offset: int | None  # where the chunk starts in its section; None for chunks from before migration 3
 
 
 @dataclass
@@ -181,7 +189,7 @@ class IndexStore:
             removed = await self._delete_chunks(index, list(ids.values()))
             records = [
                 (ids[d.uri], c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count,
-                 np.asarray(c.embedding, dtype=np.float32))
+                 c.section_offset, np.asarray(c.embedding, dtype=np.float32))
                 for d in documents
                 for c in d.chunks
             ]
@@ -235,6 +243,27 @@ class IndexStore:
         rows = await self.conn.fetch(f"{_select_chunks(index)} WHERE c.id = ANY($1::bigint[])", list(ids))
         return {r["id"]: _chunk(r) for r in rows}
 
+    async def section_context(
+        self, index: IndexRecord, hit_ids: Sequence[int], window: int | None
+    ) -> dict[int, tuple[list[SectionPiece], int]]:
+        """For each hit: its section's chunks in order (only `window` neighbours each side
+        unless None) and the hit's position among them."""
+        rows = await self.conn.fetch(
+            f"SELECT h.id AS hit, c.id, c.text, c.section_offset FROM {index.table} h"
+            f" JOIN {index.table} c ON c.document_id = h.document_id AND c.source = h.source"
+            " WHERE h.id = ANY($1::bigint[]) AND ($2::int IS NULL OR abs(c.ordinal - h.ordinal) <= $2)"
+            " ORDER BY h.id, c.ordinal",
+            list(hit_ids),
+            window,
+        )
+        context: dict[int, tuple[list[SectionPiece], int]] = {}
+        for row in rows:
+            pieces, _ = context.setdefault(row["hit"], ([], -1))
+            if row["id"] == row["hit"]:
+                context[row["hit"]] = (pieces, len(pieces))
+            pieces.append(SectionPiece(row["text"], row["section_offset"]))
+        return context
+
     async def semantic_search(
         self, index: IndexRecord, vector: np.ndarray, k: int, ef_search: int
     ) -> list[tuple[int, float]]:
@@ -281,6 +310,7 @@ def _chunk_table_ddl(index_id: int, dim: int) -> str:
         " section_title text NOT NULL,"
         " page_title text NOT NULL,"
         " token_count integer NOT NULL,"
+        " section_offset integer,"
         f" embedding vector({int(dim)}) NOT NULL,"
         " UNIQUE (document_id, ordinal))"
     )

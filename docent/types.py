@@ -45,6 +45,7 @@ class Chunk:
     section_title: str
     page_title: str
     token_count: int = 0
+    section_offset: int | None = None  # where the chunk starts in its section's text
     embedding: list[float] | None = None
 
     @property

@@ -47,12 +47,13 @@ def chunk_rows(item: dict[str, Any], options: ParseOptions) -> list[dict[str, An
     rows = []
     for section in document.sections:
         source = source_url(page, section.anchor)
-        for text in splitter.split(section.text):
+        for start, end in splitter.split_spans(section.text):
+            text = section.text[start:end]
             embedded = embedding_text(document.title, section.title, text) if options.chunking.include_titles else text
             rows.append(
                 {"uri": uri, "content_hash": content_hash, "text": text, "embed_text": embedded, "source": source,
                  "section_title": section.title, "page_title": document.title, "sections": len(document.sections),
-                 "error": ""}
+                 "section_offset": start, "error": ""}
             )
     if not rows:
         return [_skipped(uri, content_hash, "no text")]
@@ -64,7 +65,8 @@ def chunk_rows(item: dict[str, Any], options: ParseOptions) -> list[dict[str, An
 
 def _skipped(uri: str, content_hash: str, reason: str) -> dict[str, Any]:
     return {"uri": uri, "content_hash": content_hash, "text": "", "embed_text": "", "source": "",
-            "section_title": "", "page_title": "", "sections": 0, "error": reason, "ordinal": 0, "n_chunks": 0}
+            "section_title": "", "page_title": "", "sections": 0, "section_offset": 0, "error": reason, "ordinal": 0,
+            "n_chunks": 0}
 
 
 def _include_reader(root: Path, document: Path):

@@ -253,6 +253,7 @@ def _chunk(row: dict[str, Any]) -> Chunk:
         section_title=row["section_title"],
         page_title=row["page_title"],
         token_count=int(row["token_count"]),
+        section_offset=int(row["section_offset"]),
         embedding=row["embedding"],
     )
 

@@ -11,10 +11,12 @@ import numpy as np
 from docent.settings import LexicalSettings, RetrievalSettings
 from docent.store import IndexRecord, IndexStore
 from docent.types import SearchHit, page_of
+from services.retriever.context import around, join_pieces
 from services.retriever.fusion import Ranked, insert_lexical, limit_per_page, reciprocal_rank_fusion
 from services.retriever.lexical import LexicalIndex, LexicalIndexError
 
 Mode = Literal["semantic", "lexical", "hybrid"]
+Strategy = Literal["chunks", "sentence-window", "parent-section"]
 
 
 class LexicalIndexMissing(LexicalIndexError):
@@ -28,6 +30,7 @@ class RetrievalRequest:
     mode: Mode
     k: int
     lexical_k: int
+    strategy: Strategy = "chunks"
 
 
 class Retriever:
@@ -62,21 +65,35 @@ class Retriever:
                     raise ValueError("semantic retrieval needs the query's vector")
                 semantic = await store.semantic_search(self.index, request.vector, candidates, self.ef_search)
             chunks = await store.chunks_by_id(self.index, {i for i, _ in semantic + lexical})
-        # A BM25 index loaded before a re-ingest may name chunks that are gone since.
-        lexical = [(chunk_id, score) for chunk_id, score in lexical if chunk_id in chunks]
-        ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
+            # A BM25 index loaded before a re-ingest may name chunks that are gone since.
+            lexical = [(chunk_id, score) for chunk_id, score in lexical if chunk_id in chunks]
+            ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
+            texts = await self._texts(store, ranked, chunks, request.strategy)
         return [
             SearchHit(
                 rank=rank,
                 score=score,
                 source=chunks[chunk_id].source,
-                text=chunks[chunk_id].text,
+                text=texts[chunk_id],
                 chunk_id=chunk_id,
                 section_title=chunks[chunk_id].section_title,
                 page_title=chunks[chunk_id].page_title,
             )
             for rank, (chunk_id, score) in enumerate(ranked, start=1)
         ]
+
+    async def _texts(self, store: IndexStore, ranked: Ranked, chunks: dict, strategy: Strategy) -> dict[int, str]:
+        """Each hit's text: the chunk itself, or widened to its neighbours or its section."""
+        if strategy == "chunks":
+            return {chunk_id: chunks[chunk_id].text for chunk_id, _ in ranked}
+        window = self.settings.window if strategy == "sentence-window" else None
+        sections = await store.section_context(self.index, [chunk_id for chunk_id, _ in ranked], window)
+        budget = self.settings.section_budget if strategy == "parent-section" else None
+        texts = {}
+        for chunk_id, _ in ranked:
+            pieces, position = sections[chunk_id]
+            texts[chunk_id] = join_pieces(around(pieces, position, budget) if budget else pieces)
+        return texts
 
     def _combine(self, semantic: Ranked, lexical: Ranked, request: RetrievalRequest, page) -> Ranked:
         per_page = self.settings.max_chunks_per_page

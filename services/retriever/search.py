@@ -39,7 +39,15 @@ class LocalSearch:
             raise
         return cls(pool, index, embedder, retriever, settings)
 
-    async def search(self, query: str, *, mode: str | None = None, k: int | None = None, lexical_k: int | None = None) -> list[SearchHit]:
+    async def search(
+        self,
+        query: str,
+        *,
+        mode: str | None = None,
+        k: int | None = None,
+        lexical_k: int | None = None,
+        strategy: str | None = None,
+    ) -> list[SearchHit]:
         retrieval = self.settings.retrieval
         mode = mode or retrieval.mode
         vector = None
@@ -51,6 +59,7 @@ class LocalSearch:
             mode=mode,
             k=retrieval.num_chunks if k is None else k,
             lexical_k=retrieval.lexical_k if lexical_k is None else lexical_k,
+            strategy=strategy or retrieval.strategy,
         )
         return await self.retriever.search(request)
 

@@ -70,3 +70,16 @@ async def test_reference_fusion_returns_semantic_plus_lexical_hits(orbit_index):
 async def test_lexical_search_matches_identifiers(orbit_index):
     hits = await _search(orbit_index, "job_timeout", mode="lexical", k=1)
     assert hits[0].source == f"{BASE_URL}guide/configuration.html#timeouts"
+
+
+async def test_sentence_window_and_parent_section_widen_the_hit(orbit_index):
+    question = "how many times is a failed job retried?"
+    plain = await _search(orbit_index, question, mode="lexical", k=1)
+    window = await _search(orbit_index, question, mode="lexical", k=1, strategy="sentence-window")
+    section = await _search(orbit_index, question, mode="lexical", k=1, strategy="parent-section")
+
+    assert plain[0].chunk_id == window[0].chunk_id == section[0].chunk_id
+    assert plain[0].text in window[0].text and len(window[0].text) >= len(plain[0].text)
+    assert window[0].text in section[0].text or len(section[0].text) <= orbit_index.retrieval.section_budget
+    assert "max_retries" in section[0].text and "backoff_seconds" in section[0].text  # the whole small section
+    assert "job_timeout" not in section[0].text  # the next section is not part of it
