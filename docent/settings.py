@@ -146,6 +146,10 @@ class GenerationSettings(BaseModel):
     strong_llm: str | None = Field(None, description="name of the LLM for the rest")
     temperature: float = 0.0
     context_fraction: float = Field(0.5, gt=0, le=1, description="share of the context length given to retrieved text")
+    extractive_sentences: int = Field(5, ge=1, description="sentences in an answer without an LLM")
+    extractive_relevance_weight: float = Field(
+        0.7, ge=0, le=1, description="MMR: relevance to the question against difference from sentences already picked"
+    )
     system_prompt: str = (
         "Answer the query using the context provided. Be succinct. "
         "Cite the sources you used by their number, like [1]."

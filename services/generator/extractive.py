@@ -1,0 +1,77 @@
+"""The offline generator: answers with the retrieved sentences most relevant to the question.
+
+With no LLM configured, docent still answers: it splits the retrieved chunks into
+sentences, embeds them with the index's model, and picks sentences by maximal marginal
+relevance (relevant to the question, unlike those already picked), each cited by the
+number of the source it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from docent.types import SearchHit
+from services.embedder.model import Embedder
+
+LLM_NAME = "extractive"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n{2,}")
+_MIN_SENTENCE_CHARS = 25
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    source_number: int  # 1-based position of its hit among the sources
+
+
+@dataclass
+class ExtractiveAnswer:
+    sentences: list[Sentence]
+
+    @property
+    def text(self) -> str:
+        return " ".join(f"{s.text} [{s.source_number}]" for s in self.sentences)
+
+    def tokens(self) -> Iterator[str]:
+        """The answer in word-sized pieces, streamed like an LLM's tokens."""
+        for piece in re.findall(r"\S+\s*", self.text):
+            yield piece
+
+
+def split_sentences(hits: Sequence[SearchHit]) -> list[Sentence]:
+    sentences = []
+    for number, hit in enumerate(hits, start=1):
+        for part in _SENTENCE_END.split(hit.text):
+            text = " ".join(part.split())
+            if len(text) >= _MIN_SENTENCE_CHARS:
+                sentences.append(Sentence(text, number))
+    return sentences
+
+
+def maximal_marginal_relevance(query: np.ndarray, candidates: np.ndarray, count: int, weight: float) -> list[int]:
+    """Indices of `count` candidates, each maximising weight·relevance − (1−weight)·redundancy."""
+    relevance = candidates @ query
+    chosen: list[int] = []
+    while len(chosen) < min(count, len(candidates)):
+        redundancy = (candidates @ candidates[chosen].T).max(axis=1) if chosen else np.zeros(len(candidates))
+        scores = weight * relevance - (1 - weight) * redundancy
+        scores[chosen] = -np.inf
+        chosen.append(int(scores.argmax()))
+    return chosen
+
+
+class ExtractiveGenerator:
+    def __init__(self, embedder: Embedder, sentences: int, diversity_weight: float):
+        self.embedder, self.count, self.weight = embedder, sentences, diversity_weight
+
+    def answer(self, question: str, hits: Sequence[SearchHit]) -> ExtractiveAnswer:
+        sentences = split_sentences(hits)
+        if not sentences:
+            return ExtractiveAnswer([])
+        vectors = self.embedder.embed([question] + [s.text for s in sentences])
+        picked = maximal_marginal_relevance(vectors[0], vectors[1:], self.count, self.weight)
+        return ExtractiveAnswer([sentences[i] for i in picked])
