@@ -43,7 +43,6 @@ class IndexBusy(DatabaseError):
 class IndexRecord:
     id: int
     config: IndexConfig
-    revision: int
 
     @property
     def table(self) -> str:
@@ -92,10 +91,10 @@ class IndexStore:
         self.conn = conn
 
     async def get(self, name: str) -> IndexRecord | None:
-        row = await self.conn.fetchrow("SELECT id, config, revision FROM indexes WHERE name = $1", name)
+        row = await self.conn.fetchrow("SELECT id, config FROM indexes WHERE name = $1", name)
         if row is None:
             return None
-        return IndexRecord(row["id"], IndexConfig(**json.loads(row["config"])), row["revision"])
+        return IndexRecord(row["id"], IndexConfig(**json.loads(row["config"])))
 
     async def require(self, name: str) -> IndexRecord:
         index = await self.get(name)
@@ -122,7 +121,7 @@ class IndexStore:
             if index_id is None:  # created meanwhile by a concurrent ingest
                 return await self.ensure(config)
             await self.conn.execute(_chunk_table_ddl(index_id, config.embedding_dim))
-        return IndexRecord(index_id, config, 0)
+        return IndexRecord(index_id, config)
 
     async def list(self) -> list[IndexInfo]:
         rows = await self.conn.fetch(

@@ -52,7 +52,6 @@ class _NoProgress:
 @dataclass
 class IngestReport:
     index: str
-    files_seen: int = 0
     files_read: int = 0
     files_unchanged: int = 0
     unchanged_skipped: int = 0  # unchanged files that were unreadable last time too
@@ -101,7 +100,6 @@ async def ingest(
     source = scan(path, settings.ingest.exclude)
     report = IngestReport(
         index=settings.index_name,
-        files_seen=len(source.files) + len(source.unreadable),
         skipped=dict(source.unreadable),
         excluded=source.excluded,
         unsupported=source.unsupported,
