@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,7 +19,7 @@ from rich.table import Column, Table
 from docent.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(
-    help="docent: question answering over documentation. Ingest docs, inspect indexes, search.",
+    help="docent: question answering over documentation. Ingest docs, inspect indexes, search, serve and ask.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -254,6 +255,142 @@ def search(
         preview = " ".join(hit.text.split())[:240]
         table.add_row(str(hit.rank), f"{hit.score:.3f}", f"[cyan]{hit.source}[/]\n{preview}")
     console.print(table)
+
+
+@app.command()
+def serve(
+    serve_config: Annotated[
+        Path, typer.Option("--config", help="Ray Serve config file (deployments, replicas, CPUs/GPUs)")
+    ] = Path("config/serve.yaml"),
+    host: Annotated[Optional[str], typer.Option(help="listen address (default: the Serve config's)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="listen port (default: the Serve config's)")] = None,
+    index: Annotated[Optional[str], typer.Option(help="index answered from by default")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every deployment to run")] = 300.0,
+) -> None:
+    """Run the query service (gateway, embedder, retriever, reranker, router, generator) until Ctrl-C.
+
+    Local Ray and the embedded database unless RAY_ADDRESS / DATABASE_URL say otherwise; the
+    docent settings (`docent --config FILE serve`) go to every deployment.
+    """
+    import signal
+
+    from docent.db import database_url
+    from ingest.ray_runtime import ensure_ray
+    from services.gateway.serve_config import ServeConfigError, deploy, load_serve_config
+
+    with _clear_errors():
+        settings = _settings(index=index)
+        app_args: dict[str, Any] = {"index": index} if index else {}
+        if _State.config:
+            app_args["settings"] = str(_State.config.resolve())
+        if not settings.database_url:  # start the embedded server once, here, for every replica
+            app_args["database_url"] = database_url(settings)
+        try:
+            config = load_serve_config(serve_config, host, port, app_args)
+        except ServeConfigError as exc:
+            raise _fail(str(exc), USAGE_ERROR) from None
+        ensure_ray(settings)
+        from ray import serve as ray_serve
+
+        with console.status("starting the deployments (models load, the index warms up)…"):
+            try:
+                deploy(config, timeout)
+            except ServeConfigError as exc:
+                ray_serve.shutdown()
+                raise _fail(str(exc), RUNTIME_ERROR) from None
+    url = f"http://{config.http_options.host}:{config.http_options.port}"
+    llms = ", ".join(llm.name for llm in settings.generation.llms) or "none: extractive answers"
+    console.print(f"[bold green]docent is serving[/] index [cyan]{settings.index_name}[/] at [link]{url}[/]")
+    console.print(f"  POST {url}/query · {url}/stream (SSE) · {url}/docs · {url}/readyz · {url}/metrics")
+    console.print(f"  LLMs: {llms}.  Ctrl-C stops.")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        ray_serve.shutdown()
+        import ray
+
+        ray.shutdown()
+
+
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="the question")],
+    url: Annotated[Optional[str], typer.Option(help="gateway URL (default: serving.url)")] = None,
+    index: Annotated[Optional[str], typer.Option(help="index to answer from (default: the gateway's)")] = None,
+    llm: Annotated[Optional[str], typer.Option(help="answer with this LLM (or `extractive`)")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="chunks to retrieve")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print the answer as it arrives")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the answer as JSON (with --stream: one event per line)")] = False,
+) -> None:
+    """Ask a running gateway (`docent serve`) a question; prints the answer and its sources."""
+    from services.gateway.client import GatewayClient, GatewayError
+
+    if not question.strip():
+        raise _fail("the question is empty", USAGE_ERROR)
+    with _clear_errors():
+        settings = _settings()
+    options = {key: value for key, value in {"llm": llm, "num_chunks": k}.items() if value is not None}
+    body = {"query": question, "index": index, "options": options}
+    client = GatewayClient(url or settings.serving.url)
+    try:
+        if stream:
+            _print_stream(client.stream(body), as_json)
+        else:
+            answer = client.query(body)
+            print(json.dumps(answer)) if as_json else _print_answer(answer)
+    except GatewayError as exc:
+        code = USAGE_ERROR if 400 <= exc.status < 500 else RUNTIME_ERROR
+        raise _fail(exc.message, code) from None
+    finally:
+        client.close()
+
+
+def _print_stream(events, as_json: bool) -> None:
+    sources: list[dict] = []
+    for event, data in events:
+        if as_json:
+            print(json.dumps({"event": event, "data": data}), flush=True)
+        elif event == "sources":
+            sources = data["sources"]
+        elif event == "token":
+            console.print(data["text"], end="", highlight=False, soft_wrap=True)
+        elif event == "fallback":
+            errors.print(f"\n[yellow]{data['llm']} failed ({data['reason']}); trying the next LLM[/]")
+        elif event == "done":
+            console.print()
+            _print_sources(sources)
+            _print_footer(data)
+        elif event == "error":
+            console.print()
+            raise _fail(f"the answer failed midway: {data['message']}", RUNTIME_ERROR)
+
+
+def _print_answer(answer: dict) -> None:
+    console.print(answer["answer"], highlight=False, soft_wrap=True)
+    _print_sources(answer["sources"])
+    _print_footer(answer)
+
+
+def _print_sources(sources: list[dict]) -> None:
+    if sources:
+        console.print("\n[bold]Sources[/]")
+    for source in sources:
+        console.print(f"  [{source['number']}] {source['title']}  [cyan]{source['source']}[/]", highlight=False)
+
+
+def _print_footer(answer: dict) -> None:
+    usage, timings = answer["usage"], answer["timings_ms"]
+    fallbacks = "".join(f"; {f['llm']} failed: {f['reason']}" for f in answer.get("fallbacks", []))
+    console.print(
+        f"\n[dim]answered by {answer['llm']} ({answer['route']['reason']}{fallbacks}) · "
+        f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens · ${answer['cost']:.5f} · "
+        f"{timings.get('total', 0):.0f} ms[/]",
+        highlight=False,
+    )
 
 
 train_app = typer.Typer(help="Train the reranker's tag classifier or the router.", no_args_is_help=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import re
 import warnings
@@ -21,6 +23,21 @@ _MIGRATION_LOCK = 0x646F63656E74
 
 class DatabaseError(RuntimeError):
     """A database problem the operator can act on; the message says how."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The server cannot be reached now; trying again later may work."""
+
+
+# What asyncpg raises when the server is down, restarting or out of reach.
+CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+)
 
 
 def database_url(settings: Settings) -> str:
@@ -72,7 +89,9 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 async def _open(url: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url)
-    except (OSError, asyncpg.PostgresError) as exc:
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+    except asyncpg.PostgresError as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
 
 

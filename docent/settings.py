@@ -131,22 +131,37 @@ class RouterSettings(BaseModel):
 
 
 class LLMSettings(BaseModel):
-    name: str
-    model: str
-    base_url: str
-    api_key_env: str = "OPENAI_API_KEY"
-    context_length: int = Field(4096, ge=1)
+    name: str = Field(description="what answers and metrics call this LLM")
+    model: str = Field(description="the endpoint's model name")
+    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    context_length: int = Field(4096, ge=1, description="tokens the model accepts, prompt and answer together")
+    max_tokens: int = Field(512, ge=1, description="longest answer asked for, in tokens")
     prompt_price: float = Field(0.0, ge=0, description="$ per million prompt tokens")
     sampled_price: float = Field(0.0, ge=0, description="$ per million sampled tokens")
+    tokenizer: str | None = Field(
+        None, description="local Hugging Face tokenizer (dir or cached name) counting this LLM's tokens; "
+        "default: the embedding model's, which counts a little high for BPE models"
+    )
+    timeout_s: float = Field(30.0, gt=0, description="seconds without a response (or a streamed token) before giving up")
+    max_retries: int = Field(2, ge=0, description="retries with backoff on 429, 5xx and timeouts before falling back")
 
 
 class GenerationSettings(BaseModel):
     llms: list[LLMSettings] = Field(default_factory=list)
     oss_llm: str | None = Field(None, description="name of the LLM the router sends easy questions to")
     strong_llm: str | None = Field(None, description="name of the LLM for the rest")
+    fallback: list[str] | None = Field(
+        None, description="LLMs tried in order when the chosen one fails; default: the other configured LLMs"
+    )
+    extractive_fallback: bool = Field(True, description="when every LLM failed, answer extractively")
     temperature: float = 0.0
     context_fraction: float = Field(0.5, gt=0, le=1, description="share of the context length given to retrieved text")
     extractive_sentences: int = Field(5, ge=1, description="sentences in an answer without an LLM")
+    extractive_embedding: Literal["static", "model"] = Field(
+        "static", description="sentence vectors for the extractive answer: the model's static token vectors "
+        "(sub-millisecond) or the full embedding model (tens of ms per sentence on a CPU)"
+    )
     extractive_relevance_weight: float = Field(
         0.7, ge=0, le=1, description="MMR: relevance to the question against difference from sentences already picked"
     )
@@ -154,6 +169,21 @@ class GenerationSettings(BaseModel):
         "Answer the query using the context provided. Be succinct. "
         "Cite the sources you used by their number, like [1]."
     )
+
+
+class ServingSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="where `docent serve` listens")
+    port: int = Field(8000, ge=1, le=65535)
+    url: str = Field("http://127.0.0.1:8000", description="the gateway `docent query` calls")
+    max_query_chars: int = Field(2000, ge=1, description="longest question accepted")
+    max_num_chunks: int = Field(50, ge=1, description="largest num_chunks a request may ask for")
+    embed_max_batch_size: int = Field(16, ge=1, description="queries embedded in one forward pass")
+    embed_batch_wait_s: float = Field(0.003, ge=0, description="how long a query waits for others to share its pass")
+    query_cache_size: int = Field(4096, ge=0, description="recent query vectors kept per embedder replica (0: none)")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503s")
+    readiness_timeout_s: float = Field(2.0, gt=0, description="how long /readyz waits for each check")
+    index_preload: bool = Field(True, description="load the default index when the retriever starts")
+    index_refresh_s: float = Field(30.0, gt=0, description="how often the retriever looks for re-ingested indexes")
 
 
 class Settings(BaseSettings):
@@ -176,6 +206,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -7,8 +7,9 @@ the ones that cross an API or are stored as JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class UnreadableDocument(Exception):
@@ -100,3 +101,85 @@ class SearchHit(BaseModel):
     chunk_id: int
     section_title: str = ""
     page_title: str = ""
+
+
+# --- The query API -------------------------------------------------------------------
+
+EXTRACTIVE_LLM = "extractive"  # the offline answer: sentences of the sources, no LLM
+
+
+class UnknownLLM(ValueError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(f"unknown LLM {name!r}; known: {', '.join(known) or 'none'}")
+        self.name, self.known = name, list(known)
+
+
+
+class QueryOptions(BaseModel):
+    """Per-request overrides of the retrieval and generation settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    mode: Literal["semantic", "lexical", "hybrid"] | None = None
+    num_chunks: int | None = Field(None, ge=1, description="chunks retrieved (before reranking)")
+    lexical_k: int | None = Field(None, ge=0, description="BM25 hits joined to the semantic ones")
+    fusion: Literal["reference", "rrf"] | None = None
+    strategy: Literal["chunks", "sentence-window", "parent-section"] | None = None
+    rerank: bool | None = Field(None, description="apply the tag reranker (default: when one is trained)")
+    llm: str | None = Field(None, description="answer with this LLM (or `extractive`) instead of the router's choice")
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: str = Field(description="the question")
+    index: str | None = Field(None, description="index to answer from (default: the configured one)")
+    options: QueryOptions = Field(default_factory=QueryOptions)
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("the query is empty")
+        return query.strip()
+
+
+class Source(BaseModel):
+    number: int = Field(description="what the answer cites as [number]")
+    source: str = Field(description="URL of the section, with its anchor")
+    title: str
+    text: str
+    score: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Route(BaseModel):
+    llm: str = Field(description="the LLM chosen before any fallback")
+    probability_oss: float | None = Field(None, description="the router's p(open-source LLM answers well)")
+    reason: str
+
+
+class Fallback(BaseModel):
+    llm: str = Field(description="an LLM that failed")
+    reason: str
+
+
+Stage = Literal["embed", "retrieve", "rerank", "route", "generate", "total"]
+
+
+class Answer(BaseModel):
+    id: str = Field(description="names this answer (e.g. in feedback)")
+    question: str
+    index: str
+    answer: str
+    sources: list[Source]
+    llm: str = Field(description="the LLM that actually answered (`extractive`: no LLM, sentences of the sources)")
+    route: Route
+    usage: Usage
+    cost: float = Field(description="estimated $ from the LLM's prices")
+    fallbacks: list[Fallback] = Field(default_factory=list)
+    timings_ms: dict[Stage, float]

@@ -14,6 +14,8 @@ import pytest
 
 from docent.settings import Settings
 
+pytest_plugins = ["tests.llm_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SHARED = ROOT.parent / "shared"

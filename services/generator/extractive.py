@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from docent.settings import EmbeddingSettings, GenerationSettings
 from docent.types import SearchHit
 from services.embedder.model import Embedder
 
-LLM_NAME = "extractive"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n{2,}")
 _MIN_SENTENCE_CHARS = 25
 
@@ -75,3 +75,13 @@ class ExtractiveGenerator:
         vectors = self.embedder.embed([question] + [s.text for s in sentences])
         picked = maximal_marginal_relevance(vectors[0], vectors[1:], self.count, self.weight)
         return ExtractiveAnswer([sentences[i] for i in picked])
+
+
+def load_extractive(embedding: EmbeddingSettings, generation: GenerationSettings) -> ExtractiveGenerator:
+    """The extractive generator with the sentence vectors the settings ask for."""
+    from services.embedder.model import SentenceTransformerEmbedder, StaticTokenEmbedder, load_embedder
+
+    model = load_embedder(embedding)
+    if generation.extractive_embedding == "static" and isinstance(model, SentenceTransformerEmbedder):
+        model = StaticTokenEmbedder(model)
+    return ExtractiveGenerator(model, generation.extractive_sentences, generation.extractive_relevance_weight)

@@ -31,6 +31,7 @@ class RetrievalRequest:
     k: int
     lexical_k: int
     strategy: Strategy = "chunks"
+    fusion: Literal["reference", "rrf"] | None = None  # None: the settings' fusion
 
 
 class Retriever:
@@ -41,22 +42,34 @@ class Retriever:
         lexical: LexicalIndex | None,
         settings: RetrievalSettings,
         ef_search: int,
+        revision: int = 0,
     ):
         self.pool, self.index, self.lexical, self.settings, self.ef_search = pool, index, lexical, settings, ef_search
+        self.revision = revision  # of the index when loaded: a later ingest changes it
 
     @classmethod
     async def load(
         cls, pool: asyncpg.Pool, index: IndexRecord, settings: RetrievalSettings, lexical: LexicalSettings, ef_search: int
     ) -> "Retriever":
-        return cls(pool, index, await load_lexical_index(pool, index, lexical), settings, ef_search)
+        async with pool.acquire() as conn:
+            revision = await IndexStore(conn).revision(index)
+        return cls(pool, index, await load_lexical_index(pool, index, lexical), settings, ef_search, revision)
 
-    async def search(self, request: RetrievalRequest) -> list[SearchHit]:
-        candidates = max(self.settings.candidates, request.k, request.lexical_k)
-        lexical: Ranked = []
-        if request.mode in ("lexical", "hybrid"):
-            if self.lexical is None:
-                raise LexicalIndexMissing(f"index {self.index.config.name!r} has no BM25 index yet: re-run `docent ingest`")
-            lexical = [(h.chunk_id, h.score) for h in self.lexical.search(request.query, candidates)]
+    def candidates(self, request: RetrievalRequest) -> int:
+        return max(self.settings.candidates, request.k, request.lexical_k)
+
+    def lexical_ranking(self, request: RetrievalRequest) -> Ranked:
+        """BM25 candidates; CPU only, so it can run while the query's vector is computed elsewhere."""
+        if request.mode not in ("lexical", "hybrid"):
+            return []
+        if self.lexical is None:
+            raise LexicalIndexMissing(f"index {self.index.config.name!r} has no BM25 index yet: re-run `docent ingest`")
+        return [(h.chunk_id, h.score) for h in self.lexical.search(request.query, self.candidates(request))]
+
+    async def search(self, request: RetrievalRequest, lexical: Ranked | None = None) -> list[SearchHit]:
+        candidates = self.candidates(request)
+        if lexical is None:
+            lexical = self.lexical_ranking(request)
         semantic: Ranked = []
         async with self.pool.acquire() as conn:
             store = IndexStore(conn)
@@ -101,7 +114,7 @@ class Retriever:
             return limit_per_page(semantic, page, per_page, request.k)
         if request.mode == "lexical":
             return limit_per_page(lexical, page, per_page, request.k)
-        if self.settings.fusion == "reference":
+        if (request.fusion or self.settings.fusion) == "reference":
             return insert_lexical(
                 limit_per_page(semantic, page, per_page, request.k),
                 limit_per_page(lexical, page, per_page, request.lexical_k),

@@ -1,0 +1,440 @@
+"""Query latency in-process and through the Serve gateway, beside the targets; router and reranker scores.
+
+    python bench/query.py [--index NAME] [--eval FILE] [--limit N] [--requests N] [--json]
+
+Against an existing index of the Ray docs (default `bench-ray-300`, built by
+`make bench-retrieval`), with the questions of the eval set:
+
+1. in-process (no Serve, `open_local_pipeline`), concurrency 1: "retrieval" =
+   `pipeline.prepare` (embed, retrieve, rerank, route; no generation), "query" =
+   `pipeline.answer` with the extractive generator. The query-embedding cache is
+   emptied before every measured request, so no figure comes from a cached vector;
+   a repeated question answered from the cache is its own line.
+2. through the gateway (Serve started in this process, HTTP with httpx), with the
+   embedder's query cache off (`serving.query_cache_size: 0`) for the whole run, at
+   concurrency 1 and 16: "retrieval" = `POST /stream` read until its `sources` event
+   (everything before generation), "query" = `POST /query` (extractive).
+3. the median of each stage of `timings_ms` in both runs, and the Serve overhead
+   (gateway retrieval p50 / in-process retrieval p50).
+4. the router (5-fold CV) and the reranker's tag classifier (stratified 80/20) trained
+   in memory (no artifact is written), beside the reference's scores.
+5. retrieval_score of the answers' sources (all questions and in-corpus ones).
+
+Targets: gateway retrieval c1 p50 <= 35 ms and p95 <= 70 ms; in-process retrieval
+p50 <= 15 ms; gateway /query c16 >= 50 req/s (extractive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from common import EVAL_SET, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path
+
+os.environ.setdefault("DOCENT_DATA_DIR", str(ROOT / ".docent"))
+
+import numpy as np  # noqa: E402
+
+from docent.db import connect  # noqa: E402
+from docent.settings import Settings, load_settings  # noqa: E402
+from docent.store import IndexStore  # noqa: E402
+from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, page_of  # noqa: E402
+from evaluation.retrieval import EvalQuestion, load_eval_set, retrieval_hit  # noqa: E402
+
+ROUTING_DATA = SHARED / "datasets" / "routing-dataset-train.jsonl"
+RERANKER_DATA = SHARED / "datasets" / "embedding_qa.json"
+REFERENCE_ROUTER = {"precision": 0.919, "recall": 0.929, "f1": 0.923}
+REFERENCE_RERANKER = {"precision": 0.917, "recall": 0.917, "f1": 0.915}
+STAGES = ("embed", "retrieve", "rerank", "route", "generate", "total")
+WARMUP_QUESTIONS = 8
+CACHED_REPEATS = 50  # questions asked a second time for the cached-vector line
+CONCURRENCY = 16
+OPTIONS = {"llm": EXTRACTIVE_LLM}
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def latency_figures(latencies_ms: Sequence[float], wall_s: float) -> dict[str, float]:
+    if not latencies_ms:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "rps": 0.0}
+    values = np.asarray(latencies_ms)
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 1),
+        "p95_ms": round(float(np.percentile(values, 95)), 1),
+        "rps": round(len(values) / wall_s, 1),
+    }
+
+
+def stage_medians(timings: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {
+        stage: round(statistics.median(t[stage] for t in timings), 2)
+        for stage in STAGES
+        if timings and all(stage in t for t in timings)
+    }
+
+
+def score(questions: Sequence[EvalQuestion], sources: Sequence[Sequence[str]], pages: set[str]) -> dict[str, float]:
+    hits = [retrieval_hit(q.source, s) for q, s in zip(questions, sources, strict=True)]
+    in_corpus = [hit for hit, q in zip(hits, questions) if q.page in pages]
+    return {
+        "all": round(sum(hits) / len(hits), 3) if hits else float("nan"),
+        "in_corpus": round(sum(in_corpus) / len(in_corpus), 3) if in_corpus else float("nan"),
+        "questions": len(hits),
+        "in_corpus_questions": len(in_corpus),
+    }
+
+
+# --- the index -----------------------------------------------------------------------------
+
+
+async def _index_pages(settings: Settings) -> set[str] | None:
+    conn = await connect(settings)
+    try:
+        index = await IndexStore(conn).get(settings.index_name)
+        if index is None:
+            return None
+        rows = await conn.fetch(f"SELECT DISTINCT source FROM {index.table}")
+        return {page_of(r["source"]) for r in rows}
+    finally:
+        await conn.close()
+
+
+# --- in-process ----------------------------------------------------------------------------
+
+
+def _query_embedder(pipeline):
+    """The QueryEmbedder that `open_local_pipeline` closed its `embed` callable over."""
+    from services.embedder.queries import QueryEmbedder
+
+    embed = pipeline.retriever._service.embed
+    for cell in getattr(embed, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, QueryEmbedder):
+            return cell.cell_contents
+    raise SystemExit("cannot find the local pipeline's QueryEmbedder to empty its cache: has open_local_pipeline changed?")
+
+
+def _request(question: str) -> QueryRequest:
+    return QueryRequest(query=question, options=QueryOptions(**OPTIONS))
+
+
+async def run_in_process(settings: Settings, questions: Sequence[EvalQuestion]) -> dict:
+    from services.gateway.local import close_local_pipeline, open_local_pipeline
+
+    pipeline = await open_local_pipeline(settings)
+    embedder = _query_embedder(pipeline)
+    texts = [q.question for q in questions]
+    try:
+        for text in texts[:WARMUP_QUESTIONS]:  # model, BM25 and PostgreSQL pages warm
+            await pipeline.answer(_request(text))
+
+        async def measured(call: Callable[[QueryRequest], Awaitable], items: Sequence[str], cold: bool = True):
+            latencies, results = [], []
+            hits_before = embedder.hits
+            started = time.perf_counter()
+            for text in items:
+                if cold:
+                    embedder.cache.clear()
+                request = _request(text)
+                t = time.perf_counter()
+                results.append(await call(request))
+                latencies.append((time.perf_counter() - t) * 1000)
+            wall = time.perf_counter() - started
+            return latencies, wall, results, embedder.hits - hits_before
+
+        r_lat, r_wall, prepared, r_hits = await measured(pipeline.prepare, texts)
+        # a repeated question: its vector is in the cache from the line before
+        repeats = texts[:CACHED_REPEATS]
+        for text in repeats:  # unmeasured: puts their vectors in the cache
+            await pipeline.prepare(_request(text))
+        c_lat, c_wall, _, c_hits = await measured(pipeline.prepare, repeats, cold=False)
+        q_lat, q_wall, answers, q_hits = await measured(pipeline.answer, texts)
+        return {
+            "retrieval": latency_figures(r_lat, r_wall),
+            "query": latency_figures(q_lat, q_wall),
+            "cached": latency_figures(c_lat, c_wall),
+            "cache_hits": {"retrieval": r_hits, "query": q_hits, "cached": c_hits, "cached_of": len(repeats)},
+            "stages": stage_medians([a.timings_ms for a in answers]),
+            "retrieval_stages": stage_medians([p.timings_ms for p in prepared]),
+            "sources": [[s.source for s in a.sources] for a in answers],
+            "prepared_sources": [[s.source for s in p.sources] for p in prepared],
+            "tag_reranker": pipeline.reranker._service.classifier is not None,
+        }
+    finally:
+        await close_local_pipeline(pipeline)
+
+
+# --- through the gateway -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gateway(index: str, config: str) -> int:
+    from ray import serve
+
+    from ingest.ray_runtime import ensure_ray
+    from services.gateway.deployment import build_app
+
+    ensure_ray(Settings())
+    port = _free_port()
+    serve.start(http_options={"port": port})
+    serve.run(
+        build_app({"settings": config, "index": index, "serving": {"query_cache_size": 0}}), name="docent", route_prefix="/"
+    )
+    return port
+
+
+def stop_gateway() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+class Failed(Exception):
+    pass
+
+
+async def _query(client, text: str) -> dict:
+    response = await client.post("/query", json={"query": text, "options": OPTIONS})
+    if response.status_code != 200:
+        raise Failed(f"/query {response.status_code}: {response.text[:200]}")
+    return response.json()
+
+
+async def _until_sources(client, text: str) -> dict:
+    """`/stream` read up to its `sources` event; leaving then closes the connection (and the generation)."""
+    async with client.stream("POST", "/stream", json={"query": text, "options": OPTIONS}) as response:
+        if response.status_code != 200:
+            raise Failed(f"/stream {response.status_code}: {(await response.aread())[:200]!r}")
+        event = None
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "sources":
+                return json.loads(line[5:])
+            elif line.startswith("data:") and event == "error":
+                raise Failed(f"/stream error event: {line[5:200]}")
+    raise Failed("/stream ended without a sources event")
+
+
+async def _closed_loop(client, call, texts: Sequence[str], concurrency: int):
+    """`concurrency` clients, each sending its next request when its last one is answered."""
+    pending = iter(texts)
+    latencies: list[float] = []
+    results: list = []
+    errors: list[str] = []
+
+    async def client_loop():
+        for text in pending:
+            t = time.perf_counter()
+            try:
+                results.append(await call(client, text))
+            except (Failed, OSError) as exc:
+                errors.append(str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - httpx timeouts and protocol errors count as failures
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started, results, errors
+
+
+async def run_gateway(port: int, questions: Sequence[EvalQuestion], requests: int) -> dict:
+    import httpx
+    from ray import serve
+
+    texts = [q.question for q in questions]
+    cycled = list(itertools.islice(itertools.cycle(texts), requests))
+    limits = httpx.Limits(max_connections=2 * CONCURRENCY, max_keepalive_connections=2 * CONCURRENCY)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits) as client:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                ready = await client.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                problem = ready.text
+            except httpx.HTTPError as exc:
+                problem = str(exc)
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the gateway was not ready after 180 s: {problem}")
+            await asyncio.sleep(0.5)
+        for text in texts[:WARMUP_QUESTIONS]:
+            await _query(client, text)
+            await _until_sources(client, text)
+
+        figures: dict = {"retrieval": {}, "query": {}}
+        errors: dict[str, list[str]] = {}
+        answers: list[dict] = []
+        for kind, call in (("retrieval", _until_sources), ("query", _query)):
+            for label, concurrency, items in (("c1", 1, texts), (f"c{CONCURRENCY}", CONCURRENCY, cycled)):
+                latencies, wall, results, failed = await _closed_loop(client, call, items, concurrency)
+                figures[kind][label] = latency_figures(latencies, wall)
+                errors[f"{kind} {label}"] = failed
+                if kind == "query" and label == "c1":
+                    answers = results
+    try:
+        cache = await serve.get_deployment_handle("embedder", "docent").cache_stats.remote()
+    except Exception as exc:  # noqa: BLE001 - only a check printed beside the figures
+        cache = {"error": str(exc)}
+    complete = len(answers) == len(texts)
+    return {
+        **figures,
+        "errors": errors,
+        "stages": stage_medians([a["timings_ms"] for a in answers]),
+        "sources": [[s["source"] for s in a["sources"]] for a in answers] if complete else None,
+        "embedder_cache": cache,
+    }
+
+
+# --- router and reranker -------------------------------------------------------------------
+
+
+def train_models(base_url: str) -> tuple[dict, dict, bool]:
+    from services.reranker.training import load_qa_pairs, train_reranker
+    from services.router.router import load_routing_rows, train_router
+
+    _, router = train_router(load_routing_rows(require_path(ROUTING_DATA, "routing dataset")))
+    reranker = train_reranker(load_qa_pairs(require_path(RERANKER_DATA, "reranker training data")), base_url)
+    return router, reranker.metrics, reranker.sanity_passed
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _row(label: str, f: dict, target: str = "") -> str:
+    return f"  {label:<44} {f['p50_ms']:>8.1f} {f['p95_ms']:>8.1f} {f['rps']:>8.1f}  {target}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", default="bench-ray-300", help="an existing index (default: bench-ray-300)")
+    parser.add_argument("--eval", type=Path, default=EVAL_SET)
+    parser.add_argument("--limit", type=int, help="the first N questions only")
+    parser.add_argument("--requests", type=int, default=320, help=f"requests per run at concurrency {CONCURRENCY}")
+    parser.add_argument("--config", default=str(RAY_DOCS_CONFIG))
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures last")
+    args = parser.parse_args()
+
+    questions = load_eval_set(require_path(args.eval, "eval set"))[: args.limit]
+    settings = load_settings(args.config, index=args.index)
+    pages = asyncio.run(_index_pages(settings))
+    if pages is None:
+        sys.exit(
+            f"no index named {args.index!r} in {settings.data_dir}: run `make bench-retrieval` "
+            "(it builds bench-ray-300 and bench-ray-700 from ../shared/corpora/ray-docs-2.7)"
+        )
+    print(f"{len(questions)} questions from {args.eval}; index {args.index} ({settings.data_dir})", flush=True)
+
+    print("in-process run …", flush=True)
+    local = asyncio.run(run_in_process(settings, questions))
+    print("gateway run (Ray Serve in this process) …", flush=True)
+    port = start_gateway(args.index, args.config)
+    try:
+        gateway = asyncio.run(run_gateway(port, questions, args.requests))
+    finally:
+        stop_gateway()
+    print("training router and reranker in memory …", flush=True)
+    router, reranker, sanity = train_models(settings.rerank.base_url)
+
+    c16 = f"c{CONCURRENCY}"
+    g, ip = gateway, local
+    retrieval_ok = {
+        "gateway retrieval c1 p50 <= 35 ms": g["retrieval"]["c1"]["p50_ms"] <= 35,
+        "gateway retrieval c1 p95 <= 70 ms": g["retrieval"]["c1"]["p95_ms"] <= 70,
+        "in-process retrieval c1 p50 <= 15 ms": ip["retrieval"]["p50_ms"] <= 15,
+        f"gateway /query {c16} >= 50 req/s": g["query"][c16]["rps"] >= 50,
+    }
+    overhead = round(g["retrieval"]["c1"]["p50_ms"] / ip["retrieval"]["p50_ms"], 2)
+    errors = {k: v for k, v in g["errors"].items() if v}
+
+    print()
+    print(f"{'latency':<46} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8}  target")
+    print("in-process (no Serve), concurrency 1, query cache emptied before each request")
+    print(_row("retrieval (prepare: embed+retrieve+rerank+route)", ip["retrieval"], "p50 <= 15 ms " + _mark(retrieval_ok["in-process retrieval c1 p50 <= 15 ms"])))
+    print(_row("query (answer, extractive)", ip["query"]))
+    print(_row("repeated question, cached vector (retrieval)", ip["cached"]))
+    print(f"gateway (Serve over HTTP), embedder query cache off (serving.query_cache_size: 0)")
+    print(_row("retrieval c1 (/stream to its sources event)", g["retrieval"]["c1"],
+               f"p50 <= 35 ms {_mark(retrieval_ok['gateway retrieval c1 p50 <= 35 ms'])}, "
+               f"p95 <= 70 ms {_mark(retrieval_ok['gateway retrieval c1 p95 <= 70 ms'])}"))
+    print(_row(f"retrieval {c16}", g["retrieval"][c16]))
+    print(_row("query c1 (/query, extractive)", g["query"]["c1"]))
+    print(_row(f"query {c16}", g["query"][c16], f">= 50 req/s {_mark(retrieval_ok[f'gateway /query {c16} >= 50 req/s'])}"))
+    print(f"Serve overhead: gateway retrieval p50 / in-process retrieval p50 = {overhead:.2f}x")
+    print(f"requests: {len(questions)} at c1, {args.requests} at {c16}; "
+          f"{'no errors' if not errors else 'ERRORS: ' + '; '.join(f'{k}: {len(v)} ({v[0]})' for k, v in errors.items())}")
+    hits = ip["cache_hits"]
+    print(f"query-embedding cache hits: in-process retrieval {hits['retrieval']}, query {hits['query']}, "
+          f"cached line {hits['cached']}/{hits['cached_of']}; gateway embedder {g['embedder_cache']}")
+    print(f"tag reranker in the pipeline: {'on' if ip['tag_reranker'] else 'off (no trained artifact in the data dir)'}")
+
+    print()
+    print(f"{'median stage ms':<22}" + "".join(f"{s:>10}" for s in STAGES))
+    for label, stages in (("gateway /query c1", g["stages"]), ("in-process query", ip["stages"]),
+                          ("in-process retrieval", ip["retrieval_stages"])):
+        print(f"{label:<22}" + "".join(f"{stages[s]:>10.2f}" if s in stages else f"{'-':>10}" for s in STAGES))
+
+    retrieval_score = score(questions, ip["sources"], pages)
+    prepared_score = score(questions, ip["prepared_sources"], pages)
+    if g["sources"] is not None:
+        gateway_score = score(questions, g["sources"], pages)
+        retrieval_score.update(gateway_all=gateway_score["all"], gateway_in_corpus=gateway_score["in_corpus"])
+    print()
+    print(f"retrieval_score of the answers' sources (in-process): all {retrieval_score['all']:.3f} "
+          f"({retrieval_score['questions']} q), in-corpus {retrieval_score['in_corpus']:.3f} "
+          f"({retrieval_score['in_corpus_questions']} q)"
+          + (f"; gateway: all {retrieval_score['gateway_all']:.3f}, in-corpus {retrieval_score['gateway_in_corpus']:.3f}"
+             if "gateway_all" in retrieval_score else "")
+          + ("" if prepared_score["all"] == retrieval_score["all"] else
+             f"; retrieval pass differs: all {prepared_score['all']:.3f}"))
+
+    print()
+    print(f"{'model':<44} {'precision':>9} {'recall':>7} {'f1':>7}   reference p / r / f1")
+    print(f"{'router (5-fold CV, positive: open-source)':<44} {router['precision']:>9.3f} {router['recall']:>7.3f} "
+          f"{router['f1']:>7.3f}   {REFERENCE_ROUTER['precision']:.3f} / {REFERENCE_ROUTER['recall']:.3f} / {REFERENCE_ROUTER['f1']:.3f}")
+    label = f"reranker tags (80/20, {reranker['test_rows']} test rows, weighted)"
+    print(f"{label:<44} {reranker['precision']:>9.3f} "
+          f"{reranker['recall']:>7.3f} {reranker['f1']:>7.3f}   {REFERENCE_RERANKER['precision']:.3f} / "
+          f"{REFERENCE_RERANKER['recall']:.3f} / {REFERENCE_RERANKER['f1']:.3f}"
+          + ("" if sanity else "  (a minimum-functionality check failed)"))
+    print("(trained in memory: no artifact written)")
+
+    if args.json:
+        emit_json({
+            "gateway": {"retrieval": g["retrieval"], "query": g["query"]},
+            "in_process": {"retrieval": {"c1": ip["retrieval"]}, "query": {"c1": ip["query"]}},
+            "stages_ms": {"gateway": g["stages"], "in_process": ip["stages"]},
+            "router": {k: router[k] for k in ("precision", "recall", "f1")} | {"reference_f1": REFERENCE_ROUTER["f1"]},
+            "reranker": {k: reranker[k] for k in ("precision", "recall", "f1")} | {"reference_f1": REFERENCE_RERANKER["f1"]},
+            "retrieval_score": retrieval_score,
+            "serve_overhead_ratio": overhead,
+        })
+
+
+if __name__ == "__main__":
+    main()

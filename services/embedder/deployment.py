@@ -1,0 +1,41 @@
+"""The embedder deployment: concurrent queries share one forward pass (`@serve.batch`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import numpy as np
+from ray import serve
+
+from docent.settings import Settings
+from services.embedder.queries import QueryEmbedder
+
+
+@serve.deployment(name="embedder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+class EmbedderDeployment:
+    def __init__(self, settings: Settings):
+        serving = settings.serving
+        self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size)
+        self.queries.warm_up()
+        self.embed.set_max_batch_size(serving.embed_max_batch_size)
+        self.embed.set_batch_wait_timeout_s(serving.embed_batch_wait_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.003)
+    async def embed(self, queries: list[str], models: list[str]) -> list[np.ndarray]:
+        """One pass per model in the batch; off the event loop so the next batch can gather meanwhile."""
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for position, model in enumerate(models):
+            by_model[model].append(position)
+        vectors: list[np.ndarray | None] = [None] * len(queries)
+        for model, positions in by_model.items():
+            computed = await asyncio.to_thread(self.queries.embed, [queries[p] for p in positions], model)
+            for position, vector in zip(positions, computed):
+                vectors[position] = vector
+        return vectors
+
+    async def ready(self) -> dict[str, str]:
+        return {}
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self.queries.hits, "misses": self.queries.misses, "size": len(self.queries.cache)}

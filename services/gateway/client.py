@@ -1,0 +1,80 @@
+"""A small client of the gateway's HTTP API, for the CLI and other clients (Slack bot, scripts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+
+
+class GatewayError(RuntimeError):
+    """The gateway answered with an error, or could not be reached (`status` 0)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(event, JSON data) pairs from the lines of a `text/event-stream`; comments and pings skipped."""
+    event, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    if data:
+        yield event, json.loads("\n".join(data))
+
+
+class GatewayClient:
+    def __init__(self, url: str, timeout: float = 120.0):
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def query(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.http.post("/query", json=body)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        _raise_for_error(response)
+        return response.json()
+
+    def stream(self, body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        try:
+            with self.http.stream("POST", "/stream", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for_error(response)
+                yield from parse_sse(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: Exception) -> GatewayError:
+        return GatewayError(0, f"no gateway answering at {self.url} ({exc}): start one with `docent serve`")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    if isinstance(detail, list):  # FastAPI's validation errors: name each field
+        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail)
+    raise GatewayError(response.status_code, f"HTTP {response.status_code}: {detail}")

@@ -1,0 +1,42 @@
+"""The query pipeline in this process, without Ray Serve: for benchmarks, evaluation and tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from docent.settings import Settings
+from services.embedder.queries import QueryEmbedder
+from services.gateway.pipeline import QueryPipeline
+from services.gateway.stages import LocalStage
+from services.generator.extractive import load_extractive
+from services.generator.generator import Generator
+from services.reranker.service import RerankerService
+from services.retriever.service import RetrieverService
+from services.router.service import RouterService
+
+
+async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> QueryPipeline:
+    """Every stage as a plain object; with `wait_ready`, returns once the default index is loaded."""
+    embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size)
+    embedder.warm_up()
+
+    async def embed(query: str, model: str) -> np.ndarray:
+        return embedder.embed([query], model)[0]
+
+    retriever = RetrieverService(settings, embed)
+    await retriever.start()
+    generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
+    stages = [LocalStage(s) for s in (retriever, RerankerService(settings), RouterService(settings), generator)]
+    pipeline = QueryPipeline(settings, *stages)
+    if wait_ready:
+        task = retriever.loading.get(settings.index_name)
+        if task is not None:
+            await asyncio.wait([task])
+    return pipeline
+
+
+async def close_local_pipeline(pipeline: QueryPipeline) -> None:
+    await pipeline.retriever.close()
+    await pipeline.generator.aclose()

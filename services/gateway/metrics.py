@@ -1,0 +1,39 @@
+"""Prometheus metrics of the gateway: requests, latency per endpoint and per stage, tokens, routes."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Stage and request latencies span ~1 ms (a cached embedding) to a minute (a long LLM answer).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("docent_requests", "Requests by endpoint and HTTP status", ["endpoint", "status"], registry=r)
+        self.latency = Histogram(
+            "docent_request_seconds", "Request latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.stage_latency = Histogram(
+            "docent_stage_seconds", "Latency of each pipeline stage", ["stage"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.tokens = Counter("docent_llm_tokens", "Tokens by LLM and kind (prompt, completion)", ["llm", "kind"], registry=r)
+        self.cost = Counter("docent_llm_cost_dollars", "Estimated LLM cost", ["llm"], registry=r)
+        self.routes = Counter("docent_route_decisions", "LLM chosen by the router or the request", ["llm"], registry=r)
+        self.answers = Counter("docent_answers", "Answers by the LLM that actually answered", ["llm"], registry=r)
+        self.fallbacks = Counter("docent_llm_fallbacks", "LLM failures that moved to the next in the chain", ["llm"], registry=r)
+        self.errors = Counter("docent_errors", "Failed requests by endpoint and kind", ["endpoint", "kind"], registry=r)
+
+    def record_answer(self, llm: str, route: str, usage, cost: float, timings_ms: dict[str, float], fallbacks) -> None:
+        self.routes.labels(route).inc()
+        self.answers.labels(llm).inc()
+        self.tokens.labels(llm, "prompt").inc(usage.prompt_tokens)
+        self.tokens.labels(llm, "completion").inc(usage.completion_tokens)
+        self.cost.labels(llm).inc(cost)
+        for fallback in fallbacks:
+            self.fallbacks.labels(fallback.llm).inc()
+        for stage, ms in timings_ms.items():
+            if stage != "total":
+                self.stage_latency.labels(stage).observe(ms / 1000)

@@ -1,0 +1,187 @@
+"""The query pipeline: retrieve, rerank, route, generate — the same code in Serve and in-process.
+
+Independent stages run concurrently: the question is classified for reranking and
+routed while it is being retrieved (and, inside the retriever, BM25 runs while it is
+embedded). Only retrieval and generation sit one after the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from docent.settings import Settings
+from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, UnknownLLM, Usage
+from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
+from services.reranker.tags import OTHER, rerank
+from services.router.router import choose_llm
+
+
+class RequestError(ValueError):
+    """A request the settings do not allow; `field` names what to fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Prepared:
+    """A question retrieved, reranked and routed: everything generation needs."""
+
+    id: str
+    question: str
+    index: str
+    hits: list[SearchHit]
+    route: Route
+    started: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[Source]:
+        return [
+            Source(number=n, source=h.source, title=_title(h), text=h.text, score=h.score)
+            for n, h in enumerate(self.hits, start=1)
+        ]
+
+
+def _title(hit: SearchHit) -> str:
+    titles = [t for t in (hit.page_title, hit.section_title) if t]
+    return " > ".join(dict.fromkeys(titles))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class QueryPipeline:
+    def __init__(self, settings: Settings, retriever: Any, reranker: Any, router: Any, generator: Any):
+        self.settings = settings
+        self.retriever, self.reranker, self.router, self.generator = retriever, reranker, router, generator
+        self.llm_names = [llm.name for llm in settings.generation.llms]
+
+    def validate(self, request: QueryRequest) -> None:
+        serving = self.settings.serving
+        if len(request.query) > serving.max_query_chars:
+            raise RequestError("query", f"the query is {len(request.query)} characters; at most {serving.max_query_chars}")
+        chunks = request.options.num_chunks
+        if chunks is not None and chunks > serving.max_num_chunks:
+            raise RequestError("options.num_chunks", f"num_chunks is {chunks}; at most {serving.max_num_chunks}")
+        llm = request.options.llm
+        if llm is not None and llm != EXTRACTIVE_LLM and llm not in self.llm_names:
+            raise RequestError("options.llm", str(UnknownLLM(llm, [*self.llm_names, EXTRACTIVE_LLM])))
+
+    async def prepare(self, request: QueryRequest) -> Prepared:
+        self.validate(request)
+        started = time.perf_counter()
+        retrieval = asyncio.ensure_future(self._timed(self.retriever.search(request.query, request.index, request.options)))
+        tagging = asyncio.ensure_future(self._timed(self._predict_tag(request)))
+        routing = asyncio.ensure_future(self._timed(self._route(request)))
+        try:
+            (result, retrieve_ms), (prediction, tag_ms), (route, route_ms) = await asyncio.gather(
+                retrieval, tagging, routing
+            )
+        except BaseException:
+            for task in (retrieval, tagging, routing):
+                task.cancel()
+            raise
+        rerank_started = time.perf_counter()
+        hits = await self._rerank(request, result.hits, prediction)
+        timings = {
+            "embed": round(result.timings_ms["embed"], 2),
+            "retrieve": round(retrieve_ms - result.timings_ms["embed"], 2),
+            "rerank": round(tag_ms + (time.perf_counter() - rerank_started) * 1000, 2),
+            "route": round(route_ms, 2),
+        }
+        return Prepared(uuid.uuid4().hex, request.query, result.index, hits, route, started, timings)
+
+    @staticmethod
+    async def _timed(call) -> tuple[Any, float]:
+        started = time.perf_counter()
+        return await call, (time.perf_counter() - started) * 1000
+
+    async def _predict_tag(self, request: QueryRequest):
+        if request.options.rerank is False:
+            return None
+        return await self.reranker.predict(request.query)
+
+    async def _route(self, request: QueryRequest) -> Route:
+        """The router's deployment is asked only when it has a choice to make."""
+        g = self.settings.generation
+        if g.oss_llm and g.strong_llm and not request.options.llm:
+            return await self.router.route(request.query, None)
+        return choose_llm(None, self.llm_names, g.oss_llm, g.strong_llm, request.options.llm)
+
+    async def _rerank(self, request: QueryRequest, hits: list[SearchHit], prediction) -> list[SearchHit]:
+        if request.options.rerank is False:
+            return hits
+        settings = self.settings.rerank
+        if prediction is not None:
+            tag = prediction.confident(settings.threshold)
+            hits = rerank(hits, [h.source for h in hits], tag, settings.base_url, settings.k) if tag != OTHER else hits
+        if settings.cross_encoder_model:
+            hits = await self.reranker.cross_rerank(request.query, hits)
+        return hits
+
+    async def events(self, prepared: Prepared) -> AsyncIterator[TokenEvent | FallbackEvent | DoneEvent]:
+        """The generator's events, with the generate and total timings filled in on `done`."""
+        started = time.perf_counter()
+        async for event in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
+            if isinstance(event, DoneEvent):
+                prepared.timings_ms["generate"] = _ms_since(started)
+                prepared.timings_ms["total"] = _ms_since(prepared.started)
+            yield event
+
+    async def answer(self, request: QueryRequest) -> Answer:
+        prepared = await self.prepare(request)
+        parts: list[str] = []
+        fallbacks: list[Fallback] = []
+        done: DoneEvent | None = None
+        async for event in self.events(prepared):
+            if isinstance(event, TokenEvent):
+                parts.append(event.text)
+            elif isinstance(event, FallbackEvent):
+                fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
+            else:
+                done = event
+        assert done is not None, "a generation always ends with its done event"
+        return answer_of(prepared, "".join(parts), fallbacks, done)
+
+    async def ready(self) -> dict[str, str]:
+        """Every stage's problems, keyed by what is wrong; empty when the pipeline can answer."""
+        stages = {"retriever": self.retriever, "reranker": self.reranker, "router": self.router, "generator": self.generator}
+        timeout = self.settings.serving.readiness_timeout_s
+        outcomes = await asyncio.gather(
+            *(asyncio.wait_for(_awaitable(stage.ready()), timeout) for stage in stages.values()), return_exceptions=True
+        )
+        problems: dict[str, str] = {}
+        for name, outcome in zip(stages, outcomes):
+            if isinstance(outcome, BaseException):
+                problems[name] = f"not responding: {type(outcome).__name__} {outcome}".strip()
+            else:
+                problems.update(outcome)
+        return problems
+
+
+async def _awaitable(call):
+    return await call
+
+
+def answer_of(prepared: Prepared, text: str, fallbacks: list[Fallback], done: DoneEvent) -> Answer:
+    return Answer(
+        id=prepared.id,
+        question=prepared.question,
+        index=prepared.index,
+        answer=text,
+        sources=prepared.sources,
+        llm=done.llm,
+        route=prepared.route,
+        usage=done.usage if isinstance(done.usage, Usage) else Usage.model_validate(done.usage),
+        cost=done.cost,
+        fallbacks=fallbacks,
+        timings_ms=prepared.timings_ms,
+    )

@@ -1,0 +1,58 @@
+"""Running the Serve application from its config file, as `serve run` does, from `docent serve`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+APP_NAME = "docent"
+
+
+class ServeConfigError(ValueError):
+    pass
+
+
+def load_serve_config(path: Path, host: str | None, port: int | None, app_args: dict[str, Any]):
+    """The validated Serve config, with the listen address and the application's args overridden."""
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    if not path.is_file():
+        raise ServeConfigError(f"Serve config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        config = ServeDeploySchema.model_validate(raw)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ServeConfigError(f"{path} is not a valid Serve config: {exc}") from exc
+    if host:
+        config.http_options.host = host
+    if port:
+        config.http_options.port = port
+    for application in config.applications:
+        application.args = {**(application.args or {}), **app_args}
+    return config
+
+
+def deploy(config, timeout_s: float) -> dict[str, str]:
+    """Start Serve and deploy every application of `config`; returns {app: status} once all run."""
+    from ray import serve
+    from ray.serve._private.api import serve_start  # what `serve run CONFIG` uses; no public equivalent
+
+    client = serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
+    client.deploy_apps(config, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    names = [application.name for application in config.applications]
+    while True:
+        applications = serve.status().applications
+        states = {name: applications[name].status if name in applications else "NOT_STARTED" for name in names}
+        failed = [name for name, state in states.items() if state in ("DEPLOY_FAILED", "UNHEALTHY")]
+        if failed:
+            raise ServeConfigError(f"application {failed[0]} failed to deploy: {applications[failed[0]].message}")
+        if all(state == "RUNNING" for state in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            raise ServeConfigError(f"not running after {timeout_s:.0f} s: {states}")
+        time.sleep(0.5)

@@ -1,0 +1,178 @@
+"""Answers from the retrieved sources: the chosen LLM, then its fallbacks, then extractively.
+
+`Generator.generate` streams events: the answer's text pieces, a `FallbackEvent` each
+time an LLM fails before saying anything (the next one in the chain is then tried), and
+a final `DoneEvent` naming the LLM that answered, its usage and cost. An LLM that fails
+after some of its answer was streamed is not replaced: its `LLMFailure` propagates, since
+a half-answer must not be silently continued by another LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from docent.settings import GenerationSettings, LLMSettings
+from docent.types import EXTRACTIVE_LLM as EXTRACTIVE
+from docent.types import Fallback, SearchHit, UnknownLLM, Usage
+from services.generator.extractive import ExtractiveGenerator
+from services.generator.llm import LLMClient, LLMFailure
+from services.generator.prompt import build_messages
+from services.generator.tokenizer import Tokenizer, load_tokenizer
+
+NO_PASSAGE_ANSWER = "No passage of the documentation relevant to this question was found."
+_PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
+
+
+@dataclass
+class TokenEvent:
+    text: str
+
+
+@dataclass
+class FallbackEvent:
+    """An LLM failed before answering; the next one in the chain is tried."""
+
+    llm: str
+    reason: str
+
+
+@dataclass
+class DoneEvent:
+    llm: str
+    usage: Usage
+    cost: float
+    sources_used: int  # the answer saw (and may cite) sources 1 … sources_used
+
+
+GenerationEvent = TokenEvent | FallbackEvent | DoneEvent
+
+
+class GenerationFailed(RuntimeError):
+    """Every LLM of the chain failed; `failures` says why, in order."""
+
+    def __init__(self, failures: Sequence[Fallback]):
+        reasons = "; ".join(f"{f.llm}: {f.reason}" for f in failures)
+        super().__init__(f"no LLM could answer ({reasons})")
+        self.failures = list(failures)
+
+
+class Generator:
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        extractive: ExtractiveGenerator | None,
+        clients: dict[str, LLMClient] | None = None,
+        tokenizers: dict[str, Tokenizer] | None = None,
+    ):
+        self.settings = settings
+        self.extractive = extractive
+        self._llms: dict[str, LLMSettings] = {llm.name: llm for llm in settings.llms}
+        self._clients: dict[str, LLMClient] = dict(clients or {})
+        self._tokenizers: dict[str, Tokenizer] = dict(tokenizers or {})
+        self._check_fallback_names()
+
+    @property
+    def llm_names(self) -> list[str]:
+        return list(self._llms)
+
+    @property
+    def known_names(self) -> list[str]:
+        """What a request may ask for: the configured LLMs, and `extractive` when available."""
+        return self.llm_names + ([EXTRACTIVE] if self.extractive is not None else [])
+
+    def chain(self, chosen: str) -> list[str]:
+        """`chosen`, then its fallbacks without repeats, then `extractive` when it may answer."""
+        if chosen not in self.known_names:
+            raise UnknownLLM(chosen, list(self.known_names))
+        if chosen == EXTRACTIVE:
+            return [EXTRACTIVE]
+        fallbacks = self.settings.fallback if self.settings.fallback is not None else self.llm_names
+        chain = [name for name in dict.fromkeys([chosen, *fallbacks]) if name in self.known_names]
+        if self.settings.extractive_fallback and self.extractive is not None and EXTRACTIVE not in chain:
+            chain.append(EXTRACTIVE)
+        return chain
+
+    async def generate(self, question: str, hits: Sequence[SearchHit], llm: str) -> AsyncIterator[GenerationEvent]:
+        chain = self.chain(llm)
+        failures: list[Fallback] = []
+        for position, name in enumerate(chain):
+            streamed = False
+            try:
+                async for event in self._answer_with(name, question, hits):
+                    streamed = streamed or isinstance(event, TokenEvent)
+                    yield event
+                return
+            except LLMFailure as failure:
+                if streamed:
+                    raise
+                failures.append(Fallback(llm=name, reason=failure.reason))
+                if position + 1 < len(chain):
+                    yield FallbackEvent(llm=name, reason=failure.reason)
+        raise GenerationFailed(failures)
+
+    def cost(self, llm: str, usage: Usage) -> float:
+        settings = self._llms.get(llm)
+        if settings is None:  # extractive: no LLM, no cost
+            return 0.0
+        spent = settings.prompt_price * usage.prompt_tokens + settings.sampled_price * usage.completion_tokens
+        return spent / _PRICE_UNIT_TOKENS
+
+    async def ready(self) -> dict[str, str]:
+        """LLM endpoints are not probed: a failing one is handled by the fallback chain, per request."""
+        return {}
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(client.aclose() for client in clients))
+
+    # --- one LLM ------------------------------------------------------------------------
+
+    def _answer_with(self, name: str, question: str, hits: Sequence[SearchHit]) -> AsyncIterator[GenerationEvent]:
+        if name == EXTRACTIVE:
+            return self._answer_extractively(question, hits)
+        return self._answer_with_llm(name, question, hits)
+
+    async def _answer_with_llm(
+        self, name: str, question: str, hits: Sequence[SearchHit]
+    ) -> AsyncIterator[GenerationEvent]:
+        llm = self._llms[name]
+        # Loading a tokenizer the first time reads files and imports transformers: off the event loop.
+        tokenizer = await asyncio.to_thread(self._tokenizer, name)
+        budget = int(llm.context_length * self.settings.context_fraction)
+        prompt = build_messages(self.settings.system_prompt, question, hits, budget, tokenizer)
+        usage = Usage()
+        async for piece in self._client(name).stream(prompt.messages):
+            if isinstance(piece, Usage):
+                usage = piece
+            else:
+                yield TokenEvent(piece)
+        yield DoneEvent(llm=name, usage=usage, cost=self.cost(name, usage), sources_used=prompt.sources_used)
+
+    async def _answer_extractively(self, question: str, hits: Sequence[SearchHit]) -> AsyncIterator[GenerationEvent]:
+        assert self.extractive is not None  # chain() only lists it when there is one
+        # Embedding the sentences is CPU-bound: a thread keeps the event loop serving others.
+        answer = await asyncio.to_thread(self.extractive.answer, question, hits)
+        pieces = list(answer.tokens()) if answer.sentences else re.findall(r"\S+\s*", NO_PASSAGE_ANSWER)
+        for piece in pieces:
+            yield TokenEvent(piece)
+        usage = Usage(prompt_tokens=0, completion_tokens=len(pieces))
+        yield DoneEvent(llm=EXTRACTIVE, usage=usage, cost=0.0, sources_used=len(hits))
+
+    def _tokenizer(self, name: str) -> Tokenizer:
+        if name not in self._tokenizers:
+            client = self._clients.get(name)
+            self._tokenizers[name] = client.tokenizer if client else load_tokenizer(self._llms[name].tokenizer)
+        return self._tokenizers[name]
+
+    def _client(self, name: str) -> LLMClient:
+        if name not in self._clients:
+            self._clients[name] = LLMClient(self._llms[name], self.settings.temperature, self._tokenizer(name))
+        return self._clients[name]
+
+    def _check_fallback_names(self) -> None:
+        unknown = [n for n in self.settings.fallback or [] if n not in self._llms and n != EXTRACTIVE]
+        if unknown:
+            raise ValueError(f"generation.fallback names unknown LLMs {unknown}; configured: {self.llm_names}")

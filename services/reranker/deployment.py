@@ -1,0 +1,25 @@
+"""The reranker deployment: the tag classifier and the optional cross-encoder."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from docent.settings import Settings
+from docent.types import SearchHit
+from services.reranker.service import RerankerService
+from services.reranker.tags import TagPrediction
+
+
+@serve.deployment(name="reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
+class RerankerDeployment:
+    def __init__(self, settings: Settings):
+        self.service = RerankerService(settings)
+
+    async def predict(self, query: str) -> TagPrediction | None:
+        return await self.service.predict(query)
+
+    async def cross_rerank(self, query: str, hits: list[SearchHit]) -> list[SearchHit]:
+        return await self.service.cross_rerank(query, hits)
+
+    async def ready(self) -> dict[str, str]:
+        return await self.service.ready()

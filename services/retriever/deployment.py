@@ -1,0 +1,26 @@
+"""The retriever deployment: hybrid search over pgvector and BM25, the query embedded by the embedder."""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from docent.settings import Settings
+from docent.types import QueryOptions
+from services.retriever.service import RetrievalResult, RetrieverService
+
+
+@serve.deployment(name="retriever", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
+class RetrieverDeployment:
+    async def __init__(self, settings: Settings, embedder: DeploymentHandle):
+        self.service = RetrieverService(settings, lambda query, model: embedder.embed.remote(query, model))
+        await self.service.start()
+
+    async def search(self, query: str, index: str | None, options: QueryOptions) -> RetrievalResult:
+        return await self.service.search(query, index, options)
+
+    async def ready(self) -> dict[str, str]:
+        return await self.service.ready()
+
+    async def __del__(self):
+        await self.service.close()

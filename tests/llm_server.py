@@ -1,0 +1,243 @@
+"""A small real OpenAI-compatible chat server for the tests: the only stand-in docent's tests use.
+
+It runs uvicorn in a background thread on a free local port and serves
+`POST /v1/chat/completions`, streamed (SSE) or not. The model name picks the behaviour,
+so one server serves every case:
+
+- `echo`: answers "Ray Serve scales deployments [1]. (saw N sources)", N counted in the prompt;
+- `echo-no-usage`: the same, never sending usage (the client must count it);
+- `flaky-429`: the first request for each question gets 429 with `Retry-After: 0`, then `echo`;
+- `always-500`: always HTTP 500;
+- `slow`: starts the stream (headers and the role chunk, no text), then stalls;
+- `stalls-mid-answer`: streams one word of text, then stalls;
+- `tokens-slow`: streams `SLOW_TOKENS` words, one every `SLOW_TOKEN_INTERVAL_S`;
+  a client that hangs up before the end is recorded in `aborted_streams`;
+- `no-choices`: a stream with nothing but `[DONE]`.
+
+Every request body is recorded in `requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+SLOW_TOKENS = 200
+SLOW_TOKEN_INTERVAL_S = 0.05
+STALL_S = 300.0  # longer than any client timeout in the tests
+START_TIMEOUT_S = 10.0
+_SOURCE_LINE = re.compile(r"^\[\d+\] ", re.MULTILINE)
+
+
+def echo_answer(messages: list[dict[str, Any]]) -> str:
+    sources = len(_SOURCE_LINE.findall(messages[-1]["content"])) if messages else 0
+    return f"Ray Serve scales deployments [1]. (saw {sources} sources)"
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\S+\s*", text)
+
+
+class SSEResponse(Response):
+    """Server-sent events from an async iterator, stopped as soon as the client disconnects.
+
+    `on_abort` runs when the client left before the events ended. Unlike Starlette's
+    StreamingResponse, a disconnect is seen even while the iterator sleeps.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[dict[str, Any] | str], on_abort: Any = None):
+        # Like StreamingResponse: no body, so no Content-Length; the response is chunked.
+        self.status_code, self.background = 200, None
+        self.init_headers({"cache-control": "no-cache"})
+        self.events, self.on_abort = events, on_abort
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.create_task(self._send_events(send))
+        disconnect = asyncio.create_task(_wait_for_disconnect(receive))
+        done, _ = await asyncio.wait({streaming, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+        if streaming not in done:
+            streaming.cancel()
+            if self.on_abort is not None:
+                self.on_abort()
+        disconnect.cancel()
+        await asyncio.gather(streaming, disconnect, return_exceptions=True)
+
+    async def _send_events(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async for event in self.events:
+            data = event if isinstance(event, str) else json.dumps(event)
+            await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class LLMServer:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._aborted: list[str] = []
+        self._seen_questions: set[str] = set()
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        app = Starlette(routes=[Route("/v1/chat/completions", self.chat_completions, methods=["POST"])])
+        # In a thread that is not the main one, uvicorn installs no signal handlers.
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    # --- what the tests read -------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request body received so far (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def aborted_streams(self) -> list[str]:
+        """Last user message of each `tokens-slow` stream the client hung up on."""
+        with self._lock:
+            return list(self._aborted)
+
+    def requests_about(self, text: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if text in r["messages"][-1]["content"]]
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> LLMServer:
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test LLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(START_TIMEOUT_S)
+
+    # --- the endpoint -------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        body = await request.json()
+        with self._lock:
+            self._requests.append(body)
+        model, messages = body.get("model", ""), body.get("messages", [])
+        question = messages[-1]["content"] if messages else ""
+        if model == "always-500":
+            return error(500, "the model crashed")
+        if model == "flaky-429" and self._first_time(question):
+            return error(429, "slow down", headers={"Retry-After": "0"})
+        if model == "no-choices":
+            return SSEResponse(nothing_but_done())
+        events = self._events(model, messages)
+        if events is None:
+            return error(404, f"model {model!r} does not exist")
+        if not body.get("stream"):
+            return JSONResponse(completion(model, echo_answer(messages)))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and model != "echo-no-usage"
+        stream = sse_events(model, events, include_usage, prompt_words=sum(len(words(m["content"])) for m in messages))
+        return SSEResponse(stream, on_abort=lambda: self._record_abort(question) if model == "tokens-slow" else None)
+
+    def _first_time(self, question: str) -> bool:
+        with self._lock:
+            first = question not in self._seen_questions
+            self._seen_questions.add(question)
+            return first
+
+    def _record_abort(self, question: str) -> None:
+        with self._lock:
+            self._aborted.append(question)
+
+    def _events(self, model: str, messages: list[dict[str, Any]]) -> AsyncIterator[str] | None:
+        """The text pieces a model streams (None: no such model)."""
+        if model in ("echo", "echo-no-usage", "flaky-429"):
+            return paced(words(echo_answer(messages)), interval=0)
+        if model == "slow":
+            return paced([], interval=0, stall_after=True)
+        if model == "stalls-mid-answer":
+            return paced(["Ray "], interval=0, stall_after=True)
+        if model == "tokens-slow":
+            return paced([f"w{i} " for i in range(SLOW_TOKENS)], interval=SLOW_TOKEN_INTERVAL_S)
+        return None
+
+
+async def nothing_but_done() -> AsyncIterator[str]:
+    yield "[DONE]"
+
+
+async def paced(pieces: list[str], interval: float, stall_after: bool = False) -> AsyncIterator[str]:
+    for piece in pieces:
+        yield piece
+        await asyncio.sleep(interval)
+    if stall_after:
+        await asyncio.sleep(STALL_S)
+
+
+async def sse_events(
+    model: str, pieces: AsyncIterator[str], include_usage: bool, prompt_words: int
+) -> AsyncIterator[dict[str, Any] | str]:
+    """chat.completion.chunk events: the role, the text, the finish, usage when asked, [DONE]."""
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+    yield chunk(chunk_id, model, {"role": "assistant", "content": ""})
+    sent = 0
+    async for piece in pieces:
+        sent += 1
+        yield chunk(chunk_id, model, {"content": piece})
+    yield chunk(chunk_id, model, {}, finish_reason="stop")
+    if include_usage:
+        yield {**chunk(chunk_id, model, None), "usage": usage(prompt_words, sent)}
+    yield "[DONE]"
+
+
+def chunk(chunk_id: str, model: str, delta: dict[str, Any] | None, finish_reason: str | None = None) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
+
+
+def completion(model: str, text: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": usage(0, len(words(text))),
+    }
+
+
+def usage(prompt: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "test_error", "code": status}}, status, headers=headers)
