@@ -7,9 +7,9 @@ Against an existing index of the Ray docs (default `bench-ray-300`, built by
 
 1. in-process (no Serve, `open_local_pipeline`), concurrency 1: "retrieval" =
    `pipeline.prepare` (embed, retrieve, rerank, route; no generation), "query" =
-   `pipeline.answer` with the extractive generator. The query-embedding cache is
-   emptied before every measured request, so no figure comes from a cached vector;
-   a repeated question answered from the cache is its own line.
+   `pipeline.answer` with the extractive generator, interleaved question by question.
+   The query-embedding cache is emptied before every measured request, so no figure
+   comes from a cached vector; a repeated question answered from the cache is its own line.
 2. through the gateway (Serve started in this process, HTTP with httpx), with the
    embedder's query cache off (`serving.query_cache_size: 0`) for the whole run, at
    concurrency 1 and 16: "retrieval" = `POST /stream` read until its `sources` event
@@ -137,32 +137,36 @@ async def run_in_process(settings: Settings, questions: Sequence[EvalQuestion]) 
         for text in texts[:WARMUP_QUESTIONS]:  # model, BM25 and PostgreSQL pages warm
             await pipeline.answer(_request(text))
 
-        async def measured(call: Callable[[QueryRequest], Awaitable], items: Sequence[str], cold: bool = True):
-            latencies, results = [], []
-            hits_before = embedder.hits
+        async def timed(call: Callable[[QueryRequest], Awaitable], text: str, cold: bool = True):
+            """One request's latency, its result and whether its vector came from the cache."""
+            if cold:
+                embedder.cache.clear()
+            request = _request(text)
+            hits = embedder.hits
             started = time.perf_counter()
-            for text in items:
-                if cold:
-                    embedder.cache.clear()
-                request = _request(text)
-                t = time.perf_counter()
-                results.append(await call(request))
-                latencies.append((time.perf_counter() - t) * 1000)
-            wall = time.perf_counter() - started
-            return latencies, wall, results, embedder.hits - hits_before
+            result = await call(request)
+            return (time.perf_counter() - started) * 1000, result, embedder.hits - hits
 
-        r_lat, r_wall, prepared, r_hits = await measured(pipeline.prepare, texts)
-        # a repeated question: its vector is in the cache from the line before
-        repeats = texts[:CACHED_REPEATS]
-        for text in repeats:  # unmeasured: puts their vectors in the cache
-            await pipeline.prepare(_request(text))
-        c_lat, c_wall, _, c_hits = await measured(pipeline.prepare, repeats, cold=False)
-        q_lat, q_wall, answers, q_hits = await measured(pipeline.answer, texts)
+        # The three kinds interleave question by question (retrieval and query in turn
+        # first), so a burst of load elsewhere on the machine hits them alike.
+        latencies: dict[str, list[float]] = {"retrieval": [], "query": [], "cached": []}
+        cache_hits = dict.fromkeys(latencies, 0)
+        prepared, answers = [], []
+        for number, text in enumerate(texts):
+            for kind in ("retrieval", "query") if number % 2 == 0 else ("query", "retrieval"):
+                ms, result, hits = await timed(pipeline.prepare if kind == "retrieval" else pipeline.answer, text)
+                latencies[kind].append(ms)
+                cache_hits[kind] += hits
+                (prepared if kind == "retrieval" else answers).append(result)
+            # asked again: its vector is in the cache from the request just before
+            ms, _, hits = await timed(pipeline.prepare, text, cold=False)
+            latencies["cached"].append(ms)
+            cache_hits["cached"] += hits
+        # concurrency 1: requests per second of time spent in requests
+        figures = {kind: latency_figures(values, sum(values) / 1000) for kind, values in latencies.items()}
         return {
-            "retrieval": latency_figures(r_lat, r_wall),
-            "query": latency_figures(q_lat, q_wall),
-            "cached": latency_figures(c_lat, c_wall),
-            "cache_hits": {"retrieval": r_hits, "query": q_hits, "cached": c_hits, "cached_of": len(repeats)},
+            **figures,
+            "cache_hits": {**cache_hits, "cached_of": len(texts)},
             "stages": stage_medians([a.timings_ms for a in answers]),
             "retrieval_stages": stage_medians([p.timings_ms for p in prepared]),
             "sources": [[s.source for s in a.sources] for a in answers],
@@ -205,6 +209,47 @@ def stop_gateway() -> None:
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+def _cpu_seconds_by_process() -> dict[int, tuple[str, float]]:
+    """pid → (name, CPU seconds so far) of this process and of every process under it
+    (the Ray node it started: raylet, GCS, proxy, replicas); Linux only, else empty."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, found = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        name = argv[0].split(" ")[0]
+        if name.startswith("ray::"):  # the title names the actor, then `.method` while one runs
+            name = name.removeprefix("ray::").removeprefix("ServeReplica:docent:").split(".")[0]
+        elif Path(name).name.startswith("python") and len(argv) > 1:
+            name = Path(next((a for a in argv[1:] if not a.startswith("-")), argv[1])).name
+        else:
+            name = Path(name).name
+        found[pid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    me, mine = os.getpid(), {}
+    for pid, (name, seconds) in found.items():
+        ancestor = pid
+        while ancestor not in (me, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == me:
+            mine[pid] = ("client (this process)" if pid == me else name, seconds)
+    return mine
+
+
+def _cpu_ms_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        spent = seconds - before[pid][1] if pid in before else seconds
+        totals[name] = totals.get(name, 0.0) + spent
+    return {name: round(1000 * spent / max(requests, 1), 1) for name, spent in totals.items()}
 
 
 class Failed(Exception):
@@ -286,13 +331,20 @@ async def run_gateway(port: int, questions: Sequence[EvalQuestion], requests: in
         figures: dict = {"retrieval": {}, "query": {}}
         errors: dict[str, list[str]] = {}
         answers: list[dict] = []
+        cpu_ms: dict[str, dict[str, float]] = {}  # at concurrency 16, per request, by process
+        outside: list[float] = []  # client latency minus the pipeline's own total: HTTP, proxy, JSON
         for kind, call in (("retrieval", _until_sources), ("query", _query)):
             for label, concurrency, items in (("c1", 1, texts), (f"c{CONCURRENCY}", CONCURRENCY, cycled)):
+                cpu_before = _cpu_seconds_by_process()
                 latencies, wall, results, failed = await _closed_loop(client, call, items, concurrency)
+                if concurrency > 1:
+                    cpu_after = _cpu_seconds_by_process()
+                    cpu_ms[kind] = _cpu_ms_per_request(cpu_before, cpu_after, len(latencies))
                 figures[kind][label] = latency_figures(latencies, wall)
                 errors[f"{kind} {label}"] = failed
                 if kind == "query" and label == "c1":
                     answers = results
+                    outside = [ms - a["timings_ms"]["total"] for ms, a in zip(latencies, results)]
     try:
         cache = await serve.get_deployment_handle("embedder", "docent").cache_stats.remote()
     except Exception as exc:  # noqa: BLE001 - only a check printed beside the figures
@@ -304,6 +356,9 @@ async def run_gateway(port: int, questions: Sequence[EvalQuestion], requests: in
         "stages": stage_medians([a["timings_ms"] for a in answers]),
         "sources": [[s["source"] for s in a["sources"]] for a in answers] if complete else None,
         "embedder_cache": cache,
+        "cpu_ms": cpu_ms,
+        "outside_pipeline_ms": round(statistics.median(outside), 1) if outside else float("nan"),
+        "pieces": statistics.median(a["usage"]["completion_tokens"] for a in answers) if answers else 0,
     }
 
 
@@ -398,6 +453,21 @@ def main() -> None:
     for label, stages in (("gateway /query c1", g["stages"]), ("in-process query", ip["stages"]),
                           ("in-process retrieval", ip["retrieval_stages"])):
         print(f"{label:<22}" + "".join(f"{stages[s]:>10.2f}" if s in stages else f"{'-':>10}" for s in STAGES))
+
+    print(f"gateway /query c1: client latency - pipeline total (HTTP, proxy, ingress, JSON) median "
+          f"{g['outside_pipeline_ms']:.1f} ms; the extractive answer streams a median {g['pieces']:.0f} word-sized "
+          "pieces from the generator deployment to the gateway")
+
+    for kind, path in (("retrieval", "/stream to sources"), ("query", "/query")):
+        per_process = g["cpu_ms"].get(kind)
+        if not per_process:
+            continue
+        total = sum(per_process.values())
+        shown = sorted(((k, v) for k, v in per_process.items() if v >= 0.5), key=lambda kv: -kv[1])
+        print(f"CPU ms per {path} at {c16}: total {total:.0f}, so at most ~{1000 * (os.cpu_count() or 1) / total:.0f} req/s "
+              f"on {os.cpu_count()} cores: " + ", ".join(f"{k} {v:.1f}" for k, v in shown))
+    if g["cpu_ms"]:
+        print("  (CPU time of this process and of the Ray node it started; PostgreSQL's not counted)")
 
     retrieval_score = score(questions, ip["sources"], pages)
     prepared_score = score(questions, ip["prepared_sources"], pages)

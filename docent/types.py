@@ -113,6 +113,9 @@ class UnknownLLM(ValueError):
         super().__init__(f"unknown LLM {name!r}; known: {', '.join(known) or 'none'}")
         self.name, self.known = name, list(known)
 
+    def __reduce__(self):  # crosses Serve's process boundary with its fields
+        return type(self), (self.name, self.known)
+
 
 
 class QueryOptions(BaseModel):

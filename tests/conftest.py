@@ -63,12 +63,20 @@ def _isolated_environment(data_dir, database_url):
     os.environ.update(saved)
 
 
+# Logical CPUs for the tests' Ray: the idle Serve replicas of the serving tests must not
+# starve an ingest that runs beside them (they reserve 2 CPUs between them).
+TEST_RAY_CPUS = 6
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     import ray
 
     from ingest.ray_runtime import ensure_ray
 
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        ray.init(num_cpus=TEST_RAY_CPUS, include_dashboard=False, log_to_driver=False)
     ensure_ray(Settings())
     yield
     ray.shutdown()

@@ -11,6 +11,8 @@ from ray import serve
 from docent.settings import Settings
 from services.embedder.queries import QueryEmbedder
 
+BATCH_HISTORY = 256
+
 
 @serve.deployment(name="embedder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
 class EmbedderDeployment:
@@ -18,12 +20,14 @@ class EmbedderDeployment:
         serving = settings.serving
         self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size)
         self.queries.warm_up()
+        self.batch_sizes: list[int] = []  # of recent batches: shows whether concurrent queries share passes
         self.embed.set_max_batch_size(serving.embed_max_batch_size)
         self.embed.set_batch_wait_timeout_s(serving.embed_batch_wait_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.003)
     async def embed(self, queries: list[str], models: list[str]) -> list[np.ndarray]:
         """One pass per model in the batch; off the event loop so the next batch can gather meanwhile."""
+        self.batch_sizes = [*self.batch_sizes[-(BATCH_HISTORY - 1):], len(queries)]
         by_model: dict[str, list[int]] = defaultdict(list)
         for position, model in enumerate(models):
             by_model[model].append(position)
@@ -37,5 +41,6 @@ class EmbedderDeployment:
     async def ready(self) -> dict[str, str]:
         return {}
 
-    def cache_stats(self) -> dict[str, int]:
-        return {"hits": self.queries.hits, "misses": self.queries.misses, "size": len(self.queries.cache)}
+    async def stats(self) -> dict[str, object]:
+        queries = self.queries
+        return {"cache_hits": queries.hits, "cache_misses": queries.misses, "batch_sizes": list(self.batch_sizes)}

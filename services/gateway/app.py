@@ -25,6 +25,7 @@ from docent.types import Answer, Fallback, QueryOptions, QueryRequest, UnknownLL
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pipeline import Prepared, QueryPipeline, RequestError, answer_of
 from services.generator.generator import DoneEvent, FallbackEvent, GenerationFailed, TokenEvent
+from services.generator.llm import LLMFailure
 from services.retriever.lexical import LexicalIndexError
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,23 @@ class ServiceError(Exception):
         self.status, self.message, self.retry_after = status, message, retry_after
 
 
-def classify(exc: BaseException, retry_after: int) -> ServiceError:
-    """The client-facing form of a pipeline failure (Ray wraps remote errors; their cause decides)."""
+def classify(exc: BaseException, retry_after: int) -> ServiceError | RequestError:
+    """The client-facing form of a pipeline failure (Ray wraps remote errors; their cause decides).
+
+    A RequestError stays one: its handler answers 422 naming the field.
+    """
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         exc = cause
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, (ServiceError, RequestError)):
         return exc
-    if isinstance(exc, (RequestError, UnknownLLM)):
-        return ServiceError(422, str(exc))
+    if isinstance(exc, UnknownLLM):
+        return RequestError("options.llm", str(exc))
     if isinstance(exc, IndexNotFound):
         return ServiceError(404, str(exc))
     if isinstance(exc, (DatabaseError, LexicalIndexError)):
         return ServiceError(503, str(exc), retry_after)
-    if isinstance(exc, GenerationFailed):
+    if isinstance(exc, (GenerationFailed, LLMFailure)):
         return ServiceError(502, str(exc))
     if type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
         return ServiceError(503, "the service is overloaded; try again shortly", retry_after)
@@ -203,11 +207,11 @@ async def _stream(pipeline: QueryPipeline, body: QueryRequest, metrics: GatewayM
     return EventSourceResponse(_events(pipeline, prepared, metrics), headers={"Cache-Control": "no-cache"})
 
 
-def sse(event: str, data: Any) -> str:
+def sse(event: str, data: Any) -> bytes:
     return format_sse_event(event=event, data_str=json.dumps(data, separators=(",", ":")))
 
 
-async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayMetrics) -> AsyncIterator[str]:
+async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayMetrics) -> AsyncIterator[bytes]:
     yield sse("sources", {
         "id": prepared.id,
         "question": prepared.question,
@@ -232,4 +236,5 @@ async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayM
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
         error = classify(exc, pipeline.settings.serving.retry_after_s)
         metrics.errors.labels("/stream", "midstream").inc()
-        yield sse("error", {"status": error.status, "message": error.message})
+        status = error.status if isinstance(error, ServiceError) else 422
+        yield sse("error", {"status": status, "message": str(error)})

@@ -28,6 +28,9 @@ class RequestError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):
+        return type(self), (self.field, str(self))
+
 
 @dataclass
 class Prepared:

@@ -58,6 +58,9 @@ class GenerationFailed(RuntimeError):
         super().__init__(f"no LLM could answer ({reasons})")
         self.failures = list(failures)
 
+    def __reduce__(self):  # crosses Serve's process boundary with its fields
+        return type(self), (self.failures,)
+
 
 class Generator:
     def __init__(

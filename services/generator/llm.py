@@ -40,6 +40,9 @@ class LLMFailure(Exception):
         super().__init__(f"{llm}: {reason}")
         self.llm, self.reason = llm, reason
 
+    def __reduce__(self):  # crosses Serve's process boundary with its fields
+        return type(self), (self.llm, self.reason)
+
 
 class LLMClient:
     def __init__(self, settings: LLMSettings, temperature: float, tokenizer: Tokenizer | None = None):

@@ -1,0 +1,62 @@
+"""Gateway faults without Serve: the same FastAPI app over an in-process pipeline (real database)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from docent.settings import Settings
+from services.gateway.app import create_app
+from services.gateway.local import close_local_pipeline, open_local_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+async def test_an_unreachable_database_is_503_with_retry_after_and_readyz_says_why():
+    settings = Settings(database_url=f"postgresql://docent@127.0.0.1:{_closed_port()}/docent", index="any")
+    pipeline = await open_local_pipeline(settings)  # the index's load fails: no database
+    try:
+        app = create_app(pipeline)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            response = await http.post("/query", json={"query": "what is Ray?"})
+            assert response.status_code == 503, response.text
+            assert "PostgreSQL" in response.json()["detail"] and response.headers["Retry-After"] == "5"
+            stream = await http.post("/stream", json={"query": "what is Ray?"})
+            assert stream.status_code == 503
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and "database" in ready.json()["problems"]
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        await close_local_pipeline(pipeline)
+
+
+def test_an_index_still_loading_is_503_until_it_is_ready(ray_local, docs_tree):
+    from ingest.pipeline import run_ingest
+
+    settings = Settings(index="loading-check", chunking={"chunk_size": 200, "chunk_overlap": 20}, serving={"index_preload": False})
+    run_ingest(docs_tree, settings)
+    asyncio.run(_first_503_then_answers(settings))
+
+
+async def _first_503_then_answers(settings: Settings) -> None:
+    pipeline = await open_local_pipeline(settings)
+    try:
+        app = create_app(pipeline)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            first = await http.post("/query", json={"query": "how are jobs retried?"})
+            assert first.status_code == 503 and "loading" in first.json()["detail"] and first.headers["Retry-After"]
+            await pipeline.retriever.loading["loading-check"]
+            later = await http.post("/query", json={"query": "how are jobs retried?"})
+            assert later.status_code == 200, later.text
+            assert later.json()["sources"]
+    finally:
+        await close_local_pipeline(pipeline)

@@ -1,0 +1,291 @@
+"""The Serve application end to end: real Ray Serve, real PostgreSQL, real HTTP; the LLMs are the test server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from docent.settings import Settings
+from ingest.pipeline import run_ingest
+from services.gateway.client import parse_sse
+from tests.conftest import FIXTURES, ROOT, SHARED, require
+
+pytestmark = pytest.mark.integration
+
+BASE_URL = "https://orbit.example/docs/"
+RETRIES_PAGE = f"{BASE_URL}guide/configuration.html"
+QUESTION = "How many times is a failed job retried, and how long between attempts?"
+READY_WITHIN_S = 60
+ABORT_SEEN_WITHIN_S = 10
+
+
+@dataclass
+class Gateway:
+    url: str
+    index: str
+    router_trained: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _llms(base_url: str) -> list[dict]:
+    llm = {"base_url": base_url, "api_key_env": "DOCENT_TEST_NO_KEY", "context_length": 2048, "max_tokens": 64}
+    return [
+        {**llm, "name": "echo", "model": "echo", "prompt_price": 1.0, "sampled_price": 2.0},
+        {**llm, "name": "flaky", "model": "flaky-429", "max_retries": 2},
+        {**llm, "name": "broken", "model": "always-500", "max_retries": 1},
+        {**llm, "name": "slow", "model": "slow", "timeout_s": 1, "max_retries": 0},
+        {**llm, "name": "stalling", "model": "stalls-mid-answer", "timeout_s": 1, "max_retries": 0},
+        {**llm, "name": "dawdler", "model": "tokens-slow"},
+    ]
+
+
+def _train_router(path: Path) -> bool:
+    routing = SHARED / "datasets" / "routing-dataset-train.jsonl"
+    require(routing.is_file(), f"routing dataset at {routing}")
+    from services.router.router import load_routing_rows, train_router
+
+    router, _ = train_router(load_routing_rows(routing), folds=2)
+    router.model.save(path)
+    return True
+
+
+def _wait_ready(client: httpx.Client) -> httpx.Response:
+    deadline = time.monotonic() + READY_WITHIN_S
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def gateway(ray_local, llm_server, tmp_path_factory):
+    """The app deployed before its index exists (readiness says so), then the index ingested."""
+    from ray import serve
+
+    from services.gateway.deployment import build_app
+
+    index = f"serve-{uuid.uuid4().hex[:8]}"
+    work = tmp_path_factory.mktemp("serving")
+    router_trained = _train_router(work / "router.zip")
+    args = {
+        "index": index,
+        "chunking": {"chunk_size": 200, "chunk_overlap": 20},
+        "router": {"artifact": str(work / "router.zip")},
+        "generation": {"llms": _llms(llm_server.base_url), "oss_llm": "echo", "strong_llm": "flaky", "fallback": ["echo"]},
+        "serving": {"index_refresh_s": 1, "max_query_chars": 500},
+    }
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(args), name="docent", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        before = client.get("/readyz")
+        assert before.status_code == 503 and "index" in before.json()["problems"]
+        assert before.headers["Retry-After"]
+        docs = work / "docs"
+        shutil.copytree(FIXTURES / "site", docs)
+        run_ingest(docs, Settings(index=index, chunking=args["chunking"]), base_url=BASE_URL)
+        after = _wait_ready(client)
+        assert after.status_code == 200, after.text
+    yield Gateway(url, index, router_trained)
+    serve.shutdown()
+
+
+@pytest.fixture
+async def http(gateway):
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        yield client
+
+
+async def _events(http: httpx.AsyncClient, method: str, **kwargs) -> list[tuple[str, dict]]:
+    async with http.stream(method, "/stream", **kwargs) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(parse_sse([line async for line in response.aiter_lines()]))
+
+
+async def test_query_answers_extractively_with_cited_sources_and_timings(http):
+    response = await http.post("/query", json={"query": QUESTION, "options": {"llm": "extractive"}})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["llm"] == "extractive" and answer["route"]["reason"] == "asked for by the request"
+    assert answer["sources"][0]["source"].startswith(RETRIES_PAGE)
+    cited = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", answer["answer"])}
+    assert cited and cited <= {s["number"] for s in answer["sources"]}
+    assert set(answer["timings_ms"]) == {"embed", "retrieve", "rerank", "route", "generate", "total"}
+    assert answer["cost"] == 0 and answer["usage"]["prompt_tokens"] == 0
+
+
+async def test_the_router_picks_the_llm_and_says_why(http, gateway, llm_server):
+    response = await http.post("/query", json={"query": QUESTION})
+    answer = response.json()
+    assert response.status_code == 200, answer
+    route = answer["route"]
+    assert route["llm"] in ("echo", "flaky") and 0 <= route["probability_oss"] <= 1
+    assert f"{route['probability_oss']:.2f}" in route["reason"]
+    assert answer["llm"] == route["llm"] and not answer["fallbacks"]
+    prompt = llm_server.requests_about(QUESTION)[-1]["messages"][-1]["content"]
+    assert "[1]" in prompt and answer["sources"][0]["source"] in prompt
+
+
+async def test_an_llm_answer_reports_usage_and_cost_from_its_prices(http):
+    answer = (await http.post("/query", json={"query": QUESTION, "options": {"llm": "echo"}})).json()
+    usage = answer["usage"]
+    assert answer["llm"] == "echo" and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert answer["cost"] == pytest.approx((usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6)
+    assert "[1]" in answer["answer"]
+
+
+async def test_a_429_is_retried_and_the_same_llm_answers(http):
+    question = f"{QUESTION} ({uuid.uuid4().hex[:6]})"
+    answer = (await http.post("/query", json={"query": question, "options": {"llm": "flaky"}})).json()
+    assert answer["llm"] == "flaky" and answer["fallbacks"] == []
+
+
+@pytest.mark.parametrize(("llm", "reason"), [("broken", "HTTP 500"), ("slow", "timed out")])
+async def test_a_failing_llm_falls_back_and_says_so(http, llm, reason):
+    response = await http.post("/query", json={"query": QUESTION, "options": {"llm": llm}})
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["route"]["llm"] == llm and answer["llm"] == "echo"
+    assert answer["fallbacks"][0]["llm"] == llm and reason in answer["fallbacks"][0]["reason"]
+
+
+async def test_stream_sends_sources_then_tokens_then_done(http):
+    body = {"query": QUESTION, "options": {"llm": "extractive"}}
+    events = await _events(http, "POST", json=body)
+    names = [name for name, _ in events]
+    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"token"}
+    streamed = "".join(data["text"] for name, data in events if name == "token")
+    answer = (await http.post("/query", json=body)).json()
+    assert streamed == answer["answer"]
+    assert events[0][1]["sources"] == answer["sources"]
+    assert events[-1][1]["llm"] == "extractive" and "total" in events[-1][1]["timings_ms"]
+
+
+async def test_get_stream_takes_the_question_and_options_as_parameters(http):
+    events = await _events(http, "GET", params={"query": QUESTION, "llm": "echo", "num_chunks": 2})
+    assert len(events[0][1]["sources"]) == 2
+    assert events[-1][0] == "done" and events[-1][1]["llm"] == "echo"
+
+
+async def test_a_failure_mid_stream_is_an_error_event(http):
+    events = await _events(http, "POST", json={"query": QUESTION, "options": {"llm": "stalling"}})
+    names = [name for name, _ in events]
+    assert names[0] == "sources" and "token" in names and names[-1] == "error"
+    assert "timed out" in events[-1][1]["message"]
+
+
+async def test_a_client_that_disconnects_cancels_the_llm_stream(http, llm_server):
+    question = f"{QUESTION} (disconnect {uuid.uuid4().hex[:6]})"
+    async with http.stream("POST", "/stream", json={"query": question, "options": {"llm": "dawdler"}}) as response:
+        tokens = 0
+        async for line in response.aiter_lines():
+            tokens += line.startswith("event: token")
+            if tokens == 2:
+                break
+    deadline = time.monotonic() + ABORT_SEEN_WITHIN_S
+    while not any(question in aborted for aborted in llm_server.aborted_streams):
+        assert time.monotonic() < deadline, "the LLM kept streaming to a client that had gone"
+        await asyncio.sleep(0.2)
+
+
+async def test_twenty_concurrent_queries_all_answer(http):
+    questions = [f"{QUESTION} #{i}" for i in range(20)]
+    responses = await asyncio.gather(*(http.post("/query", json={"query": q}) for q in questions))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert [r.json()["question"] for r in responses] == questions
+
+
+async def test_concurrent_queries_share_embedding_passes_and_repeats_hit_the_cache(http):
+    from ray import serve
+
+    embedder = serve.get_deployment_handle("embedder", app_name="docent")
+    before = await embedder.stats.remote()
+    questions = [f"which backoff applies to retry number {i}?" for i in range(16)]
+    await asyncio.gather(*(http.post("/query", json={"query": q, "options": {"llm": "extractive"}}) for q in questions))
+    await http.post("/query", json={"query": questions[0], "options": {"llm": "extractive"}})
+    after = await embedder.stats.remote()
+    new_batches = after["batch_sizes"][len(before["batch_sizes"]):]
+    assert sum(new_batches) == 17 and max(new_batches) > 1
+    assert after["cache_hits"] == before["cache_hits"] + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "   "}, "query"),
+        ({"query": "x" * 501}, "query"),
+        ({"query": 5}, "query"),
+        ({"query": "ok", "options": {"num_chunks": "5"}}, "num_chunks"),
+        ({"query": "ok", "options": {"shiny": True}}, "shiny"),
+        ({"query": "ok", "options": {"llm": "gpt-9"}}, "llm"),
+        ({"query": "ok", "options": {"num_chunks": 999}}, "num_chunks"),
+        ({"question": "ok"}, "query"),
+    ],
+)
+async def test_bad_requests_get_422_naming_the_field(http, body, field):
+    for endpoint in ("/query", "/stream"):
+        response = await http.post(endpoint, json=body)
+        assert response.status_code == 422, (endpoint, response.text)
+        assert field in json.dumps(response.json()["detail"])
+
+
+async def test_bad_stream_parameters_get_422(http):
+    assert (await http.get("/stream")).status_code == 422
+    response = await http.get("/stream", params={"query": "ok", "mode": "psychic"})
+    assert response.status_code == 422 and "mode" in response.text
+
+
+async def test_an_unknown_index_is_404(http):
+    response = await http.post("/query", json={"query": "ok", "index": "no-such-index"})
+    assert response.status_code == 404 and "no-such-index" in response.json()["detail"]
+
+
+async def test_health_docs_and_metrics(http):
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert "/query" in (await http.get("/openapi.json")).json()["paths"]
+    assert (await http.get("/docs")).status_code == 200
+    await http.post("/query", json={"query": QUESTION, "options": {"llm": "broken"}})
+    metrics = (await http.get("/metrics")).text
+    assert 'docent_requests_total{endpoint="/query",status="200"}' in metrics
+    assert 'docent_llm_fallbacks_total{llm="broken"}' in metrics
+    assert 'docent_stage_seconds_count{stage="retrieve"}' in metrics
+    assert 'docent_llm_tokens_total{kind="prompt",llm="echo"}' in metrics
+
+
+def test_docent_query_prints_the_answer_and_its_sources(gateway):
+    run = subprocess.run(
+        [sys.executable, "-m", "docent", "query", QUESTION, "--url", gateway.url, "--llm", "echo", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["llm"] == "echo"
+    streamed = subprocess.run(
+        [sys.executable, "-m", "docent", "query", QUESTION, "--url", gateway.url, "--stream", "--llm", "extractive"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert "Sources" in streamed.stdout and RETRIES_PAGE in streamed.stdout.replace("\n", "")
+    missing = subprocess.run(
+        [sys.executable, "-m", "docent", "query", "ok", "--url", gateway.url, "--index", "no-such-index"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert missing.returncode == 2 and "no-such-index" in missing.stderr and "Traceback" not in missing.stderr
