@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export DOCENT_DATA_DIR ?= $(CURDIR)/.docent
 
-.PHONY: install demo test bench-ingest bench-retrieval clean
+.PHONY: install demo test bench-ingest bench-retrieval bench-query clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ demo: install
 	$(BIN)/docent ingest docs
 	$(BIN)/docent indexes
 	$(BIN)/docent search "How does docent keep re-ingesting cheap when nothing changed?" -k 3
+	BIN=$(BIN) scripts/demo-serve.sh
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,6 +33,9 @@ bench-ingest: install
 
 bench-retrieval: install
 	$(BIN)/python bench/retrieval.py
+
+bench-query: install
+	$(BIN)/python bench/query.py
 
 clean:
 	rm -rf $(VENV) .docent .pytest_cache

@@ -46,3 +46,21 @@ def test_training_on_the_reference_data_matches_its_scores_and_sanity_checks(tmp
     questions = [q for q, _ in SANITY_CHECKS]
     assert [p.tag for p in loaded.predict(questions)] == [p.tag for p in result.classifier.predict(questions)]
     assert loaded.predict(["How do I enable Ray debug logs?"])[0].confident(0.99) == OTHER
+
+
+async def test_a_cross_encoder_orders_hits_by_its_own_scores(tmp_path):
+    """A BERT with an untrained head stands in for a cross-encoder: the order must follow its scores."""
+    from docent.settings import Settings
+    from docent.types import SearchHit
+    from services.reranker.service import RerankerService
+
+    settings = Settings(data_dir=tmp_path, rerank={"cross_encoder_model": "all-MiniLM-L6-v2"})
+    service = RerankerService(settings)
+    texts = ["Serve autoscaling adds replicas", "Read parquet files with Ray Data", "Tune searches hyperparameters"]
+    hits = [SearchHit(rank=i, score=0.0, source=f"https://x/{i}", text=t, chunk_id=i) for i, t in enumerate(texts, 1)]
+    reranked = await service.cross_rerank("how does serve autoscale?", hits)
+    expected = service.cross_encoder.predict([("how does serve autoscale?", t) for t in texts])
+    assert [h.text for h in reranked] == [texts[i] for i in sorted(range(3), key=lambda i: -expected[i])]
+    assert [h.rank for h in reranked] == [1, 2, 3]
+    assert [h.score for h in reranked] == sorted((float(s) for s in expected), reverse=True)
+    assert service.classifier is None and await service.ready() == {}

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -35,7 +37,6 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path):
 
 def test_the_example_config_lists_the_defaults(monkeypatch):
     """config/docent.example.yaml documents every default: it must not drift from the code."""
-    from pathlib import Path
 
     import yaml
 
@@ -60,3 +61,10 @@ def test_a_malformed_config_file_is_a_clear_error(tmp_path):
     config.write_text("chunking: [unclosed\n")
     with pytest.raises(ConfigFileError, match="not valid YAML"):
         load_settings(config)
+
+
+def test_the_llm_example_config_loads():
+    example = Path(__file__).resolve().parents[2] / "config" / "llms.example.yaml"
+    settings = load_settings(example)
+    names = [llm.name for llm in settings.generation.llms]
+    assert settings.generation.oss_llm in names and settings.generation.strong_llm in names

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The second half of `make demo`: serve the ingested index, ask one question through
+# /query and one through /stream, then stop the service.
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+PORT=${DOCENT_DEMO_PORT:-8000}
+URL="http://127.0.0.1:${PORT}"
+LOG="${DOCENT_DATA_DIR:-.docent}/serve.log"
+READY_WAIT_S=${DOCENT_DEMO_READY_WAIT_S:-300}
+mkdir -p "$(dirname "$LOG")"
+
+"$BIN/docent" serve --port "$PORT" >"$LOG" 2>&1 &
+server=$!
+stop() { kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; }
+trap stop EXIT
+
+echo "starting docent serve on $URL (log: $LOG)…"
+for _ in $(seq "$READY_WAIT_S"); do
+  if "$BIN/python" -c "import httpx, sys; sys.exit(httpx.get('$URL/readyz').status_code != 200)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "docent serve stopped:" >&2; cat "$LOG" >&2; exit 1
+  fi
+  sleep 1
+done
+
+echo; echo "── POST /query ──"
+"$BIN/docent" query "How does docent keep re-ingesting cheap when nothing changed?" --url "$URL"
+echo; echo "── POST /stream ──"
+"$BIN/docent" query "Which endpoints does the gateway serve?" --url "$URL" --stream
+echo; echo "stopping docent serve…"
