@@ -193,8 +193,11 @@ def start_gateway(index: str, config: str) -> int:
 
     from ingest.ray_runtime import ensure_ray
     from services.gateway.deployment import build_app
+    from services.gateway.serve_config import apply_serve_environment
 
-    ensure_ray(Settings())
+    settings = load_settings(config)
+    apply_serve_environment(settings)  # as `docent serve` does
+    ensure_ray(settings)
     port = _free_port()
     serve.start(http_options={"port": port})
     app = build_app({"settings": config, "index": index, "serving": {"query_cache_size": 0}})
@@ -208,6 +211,8 @@ def stop_gateway() -> None:
 
     try:
         serve.shutdown()
+    except RuntimeError:  # a handle made inside a finished event loop cannot shut down cleanly; Ray goes anyway
+        pass
     finally:
         ray.shutdown()
 

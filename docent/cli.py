@@ -276,7 +276,7 @@ def serve(
 
     from docent.db import database_url
     from ingest.ray_runtime import ensure_ray
-    from services.gateway.serve_config import ServeConfigError, deploy, load_serve_config
+    from services.gateway.serve_config import ServeConfigError, apply_serve_environment, deploy, load_serve_config
 
     with _clear_errors():
         settings = _settings(index=index)
@@ -289,6 +289,7 @@ def serve(
             config = load_serve_config(serve_config, host, port, app_args)
         except ServeConfigError as exc:
             raise _fail(str(exc), USAGE_ERROR) from None
+        apply_serve_environment(settings)
         ensure_ray(settings)
         from ray import serve as ray_serve
 

@@ -41,6 +41,10 @@ class EmbeddingSettings(BaseModel):
     device: str | None = Field(None, description="torch device; default: cuda when present, else cpu")
     max_seq_length: int | None = Field(None, ge=1, description="override the model's token limit")
     query_prefix: str = Field("", description="prepended to queries (e.g. 'query: ' for e5/bge models)")
+    query_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx", description="how the query service embeds questions: PyTorch, an ONNX export (same vectors, "
+        "~2x faster on a CPU; exported once under data_dir) or its int8 quantisation (faster, vectors drift)"
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -178,12 +182,18 @@ class ServingSettings(BaseModel):
     max_query_chars: int = Field(2000, ge=1, description="longest question accepted")
     max_num_chunks: int = Field(50, ge=1, description="largest num_chunks a request may ask for")
     embed_max_batch_size: int = Field(16, ge=1, description="queries embedded in one forward pass")
-    embed_batch_wait_s: float = Field(0.003, ge=0, description="how long a query waits for others to share its pass")
+    embed_batch_wait_s: float = Field(
+        0.0, ge=0, description="how long a query waits for others to share its pass (queries arriving during a pass share the next one anyway)"
+    )
     query_cache_size: int = Field(4096, ge=0, description="recent query vectors kept per embedder replica (0: none)")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503s")
     readiness_timeout_s: float = Field(2.0, gt=0, description="how long /readyz waits for each check")
     index_preload: bool = Field(True, description="load the default index when the retriever starts")
     index_refresh_s: float = Field(30.0, gt=0, description="how often the retriever looks for re-ingested indexes")
+    throughput_optimized: bool = Field(
+        True, description="start local Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (gRPC between deployments, "
+        "user code on the replica's own loop, buffered logs): ~25 % less latency and CPU per request here"
+    )
 
 
 class Settings(BaseSettings):

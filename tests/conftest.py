@@ -74,8 +74,11 @@ def ray_local():
 
     from ingest.ray_runtime import ensure_ray
 
+    from services.gateway.serve_config import apply_serve_environment
+
     if not ray.is_initialized():
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        apply_serve_environment(Settings())  # Serve runs as `docent serve` runs it
         ray.init(num_cpus=TEST_RAY_CPUS, include_dashboard=False, log_to_driver=False)
     ensure_ray(Settings())
     yield

@@ -18,13 +18,13 @@ BATCH_HISTORY = 256
 class EmbedderDeployment:
     def __init__(self, settings: Settings):
         serving = settings.serving
-        self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size)
+        self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size, settings.data_dir / "models" / "onnx")
         self.queries.warm_up()
         self.batch_sizes: list[int] = []  # of recent batches: shows whether concurrent queries share passes
         self.embed.set_max_batch_size(serving.embed_max_batch_size)
         self.embed.set_batch_wait_timeout_s(serving.embed_batch_wait_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.003)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def embed(self, queries: list[str], models: list[str]) -> list[np.ndarray]:
         """One pass per model in the batch; off the event loop so the next batch can gather meanwhile."""
         self.batch_sizes = [*self.batch_sizes[-(BATCH_HISTORY - 1):], len(queries)]

@@ -6,19 +6,23 @@ recently costs a dictionary lookup instead of a forward pass.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
 from docent.settings import EmbeddingSettings
-from services.embedder.model import Embedder, load_embedder
+from services.embedder.model import Embedder, SentenceTransformerEmbedder, load_embedder
+
+log = logging.getLogger(__name__)
 
 WARM_UP_QUERY = "How do I scale a deployment?"
 
 
 class QueryEmbedder:
-    def __init__(self, settings: EmbeddingSettings, cache_size: int):
-        self.settings, self.cache_size = settings, cache_size
+    def __init__(self, settings: EmbeddingSettings, cache_size: int, onnx_dir: Path):
+        self.settings, self.cache_size, self.onnx_dir = settings, cache_size, onnx_dir
         self.models: dict[str, Embedder] = {}
         self.cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self.hits = self.misses = 0
@@ -26,8 +30,21 @@ class QueryEmbedder:
     def model(self, name: str | None = None) -> Embedder:
         name = name or self.settings.model
         if name not in self.models:
-            self.models[name] = load_embedder(self.settings.model_copy(update={"model": name}))
+            self.models[name] = self._load(name)
         return self.models[name]
+
+    def _load(self, name: str) -> Embedder:
+        model = load_embedder(self.settings.model_copy(update={"model": name}))
+        backend = self.settings.query_backend
+        if backend == "torch" or not isinstance(model, SentenceTransformerEmbedder):
+            return model
+        from services.embedder.onnx import OnnxEmbedder
+
+        try:
+            return OnnxEmbedder(model, self.onnx_dir, quantized=backend == "onnx-int8")
+        except Exception as exc:  # noqa: BLE001 - any export failure leaves the PyTorch model, which works
+            log.warning("embedding queries with PyTorch: %s does not run as ONNX (%s)", name, exc)
+            return model
 
     def warm_up(self) -> None:
         """Load the default model and run one pass, so the first user does not wait for either."""

@@ -222,17 +222,21 @@ async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayM
     parts: list[str] = []
     fallbacks: list[Fallback] = []
     try:
-        async for event in pipeline.events(prepared):
-            if isinstance(event, TokenEvent):
-                parts.append(event.text)
-                yield sse("token", {"text": event.text})
-            elif isinstance(event, FallbackEvent):
-                fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
-                yield sse("fallback", {"llm": event.llm, "reason": event.reason})
-            elif isinstance(event, DoneEvent):
-                answer = answer_of(prepared, "".join(parts), fallbacks, event)
-                metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, fallbacks)
-                yield sse("done", answer.model_dump(include={"id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms"}))
+        async for batch in pipeline.events(prepared):
+            frames = []  # a batch goes out as one write: each write is a message through the Serve proxy
+            for event in batch:
+                if isinstance(event, TokenEvent):
+                    parts.append(event.text)
+                    frames.append(sse("token", {"text": event.text}))
+                elif isinstance(event, FallbackEvent):
+                    fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
+                    frames.append(sse("fallback", {"llm": event.llm, "reason": event.reason}))
+                elif isinstance(event, DoneEvent):
+                    answer = answer_of(prepared, "".join(parts), fallbacks, event)
+                    metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, fallbacks)
+                    done = answer.model_dump(include={"id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms"})
+                    frames.append(sse("done", done))
+            yield b"".join(frames)
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
         error = classify(exc, pipeline.settings.serving.retry_after_s)
         metrics.errors.labels("/stream", "midstream").inc()

@@ -19,7 +19,7 @@ from services.router.service import RouterService
 
 async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> QueryPipeline:
     """Every stage as a plain object; with `wait_ready`, returns once the default index is loaded."""
-    embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size)
+    embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size, settings.data_dir / "models" / "onnx")
     embedder.warm_up()
 
     async def embed(query: str, model: str) -> np.ndarray:

@@ -66,6 +66,7 @@ class QueryPipeline:
         self.settings = settings
         self.retriever, self.reranker, self.router, self.generator = retriever, reranker, router, generator
         self.llm_names = [llm.name for llm in settings.generation.llms]
+        self._reranker_has_models: bool | None = None
 
     def validate(self, request: QueryRequest) -> None:
         serving = self.settings.serving
@@ -108,9 +109,15 @@ class QueryPipeline:
         return await call, (time.perf_counter() - started) * 1000
 
     async def _predict_tag(self, request: QueryRequest):
-        if request.options.rerank is False:
+        if request.options.rerank is False or not await self._reranker_enabled():
             return None
         return await self.reranker.predict(request.query)
+
+    async def _reranker_enabled(self) -> bool:
+        """Asked once: a reranker without a classifier or cross-encoder is not worth a hop per request."""
+        if self._reranker_has_models is None:
+            self._reranker_has_models = await self.reranker.enabled()
+        return self._reranker_has_models
 
     async def _route(self, request: QueryRequest) -> Route:
         """The router's deployment is asked only when it has a choice to make."""
@@ -126,31 +133,34 @@ class QueryPipeline:
         if prediction is not None:
             tag = prediction.confident(settings.threshold)
             hits = rerank(hits, [h.source for h in hits], tag, settings.base_url, settings.k) if tag != OTHER else hits
-        if settings.cross_encoder_model:
+        if settings.cross_encoder_model and await self._reranker_enabled():
             hits = await self.reranker.cross_rerank(request.query, hits)
         return hits
 
-    async def events(self, prepared: Prepared) -> AsyncIterator[TokenEvent | FallbackEvent | DoneEvent]:
-        """The generator's events, with the generate and total timings filled in on `done`."""
+    async def events(self, prepared: Prepared) -> AsyncIterator[list[TokenEvent | FallbackEvent | DoneEvent]]:
+        """The generator's events in the batches they arrive in; `done` gets the generate and total timings."""
         started = time.perf_counter()
-        async for event in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
-            if isinstance(event, DoneEvent):
-                prepared.timings_ms["generate"] = _ms_since(started)
-                prepared.timings_ms["total"] = _ms_since(prepared.started)
-            yield event
+        async for item in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
+            batch = item if isinstance(item, list) else [item]  # a deployment batches; a local generator does not
+            for event in batch:
+                if isinstance(event, DoneEvent):
+                    prepared.timings_ms["generate"] = _ms_since(started)
+                    prepared.timings_ms["total"] = _ms_since(prepared.started)
+            yield batch
 
     async def answer(self, request: QueryRequest) -> Answer:
         prepared = await self.prepare(request)
         parts: list[str] = []
         fallbacks: list[Fallback] = []
         done: DoneEvent | None = None
-        async for event in self.events(prepared):
-            if isinstance(event, TokenEvent):
-                parts.append(event.text)
-            elif isinstance(event, FallbackEvent):
-                fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
-            else:
-                done = event
+        async for batch in self.events(prepared):
+            for event in batch:
+                if isinstance(event, TokenEvent):
+                    parts.append(event.text)
+                elif isinstance(event, FallbackEvent):
+                    fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
+                else:
+                    done = event
         assert done is not None, "a generation always ends with its done event"
         return answer_of(prepared, "".join(parts), fallbacks, done)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ def load_serve_config(path: Path, host: str | None, port: int | None, app_args: 
     for application in config.applications:
         application.args = {**(application.args or {}), **app_args}
     return config
+
+
+def apply_serve_environment(settings) -> None:
+    """Ray Serve reads these when Ray starts: set them before a local Ray is started (a cluster sets its own)."""
+    if settings.serving.throughput_optimized:
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
 
 
 def deploy(config, timeout_s: float) -> dict[str, str]:

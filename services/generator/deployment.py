@@ -9,7 +9,7 @@ from ray import serve
 from docent.settings import Settings
 from docent.types import SearchHit
 from services.generator.extractive import load_extractive
-from services.generator.generator import GenerationEvent, Generator
+from services.generator.generator import GenerationEvent, Generator, coalesce
 
 
 @serve.deployment(name="generator", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
@@ -18,9 +18,14 @@ class GeneratorDeployment:
         # Always loaded: a request may ask for the extractive answer by name.
         self.generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
 
-    async def generate(self, question: str, hits: list[SearchHit], llm: str) -> AsyncIterator[GenerationEvent]:
-        async for event in self.generator.generate(question, hits, llm):
-            yield event
+    async def generate(self, question: str, hits: list[SearchHit], llm: str) -> AsyncIterator[list[GenerationEvent]]:
+        """The generator's events in batches: whatever is ready goes as one item.
+
+        Every streamed item costs a message between processes; an extractive answer (all
+        ready at once) thus crosses as one, an LLM's as its tokens arrive.
+        """
+        async for batch in coalesce(self.generator.generate(question, hits, llm)):
+            yield batch
 
     async def ready(self) -> dict[str, str]:
-        return {}
+        return await self.generator.ready()

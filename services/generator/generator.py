@@ -179,3 +179,37 @@ class Generator:
         unknown = [n for n in self.settings.fallback or [] if n not in self._llms and n != EXTRACTIVE]
         if unknown:
             raise ValueError(f"generation.fallback names unknown LLMs {unknown}; configured: {self.llm_names}")
+
+
+_END = object()
+
+
+async def coalesce(events: AsyncIterator[GenerationEvent]) -> AsyncIterator[list[GenerationEvent]]:
+    """Events in batches of those ready together; an error comes after the events before it."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+            queue.put_nowait(_END)
+        except Exception as exc:  # noqa: BLE001 - re-raised to the consumer, after the events before it
+            queue.put_nowait(exc)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            end = batch[-1] if batch[-1] is _END or isinstance(batch[-1], Exception) else None
+            if end is not None:
+                batch.pop()
+            if batch:
+                yield batch
+            if isinstance(end, Exception):
+                raise end
+            if end is _END:
+                return
+    finally:
+        producer.cancel()

@@ -21,5 +21,8 @@ class RerankerDeployment:
     async def cross_rerank(self, query: str, hits: list[SearchHit]) -> list[SearchHit]:
         return await self.service.cross_rerank(query, hits)
 
+    async def enabled(self) -> bool:
+        return await self.service.enabled()
+
     async def ready(self) -> dict[str, str]:
         return await self.service.ready()

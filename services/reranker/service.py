@@ -21,8 +21,8 @@ class RerankerService:
         self.classifier, self.problem = _load_classifier(settings.model_artifact("reranker"))
         self.cross_encoder = _load_cross_encoder(self.settings.cross_encoder_model)
 
-    @property
-    def enabled(self) -> bool:
+    async def enabled(self) -> bool:
+        """Whether it has anything to rerank with: a tag classifier or a cross-encoder."""
         return self.classifier is not None or self.cross_encoder is not None
 
     async def predict(self, query: str) -> TagPrediction | None:

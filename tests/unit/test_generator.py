@@ -272,3 +272,20 @@ async def test_cancelling_the_consumer_closes_the_llm_stream(llm_server, make_ge
     while asked not in " ".join(llm_server.aborted_streams) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert any(asked in aborted for aborted in llm_server.aborted_streams)
+
+
+async def test_coalesce_batches_what_is_ready_and_raises_after_the_events_before_the_error():
+    from services.generator.generator import coalesce
+
+    async def events():
+        for text in ("a ", "b ", "c "):
+            yield TokenEvent(text)
+        await asyncio.sleep(0.05)
+        yield TokenEvent("d ")
+        raise LLMFailure("x", "stalled")
+
+    batches = []
+    with pytest.raises(LLMFailure, match="stalled"):
+        async for batch in coalesce(events()):
+            batches.append([e.text for e in batch])
+    assert batches == [["a ", "b ", "c "], ["d "]]

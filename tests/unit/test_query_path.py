@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def minilm():
 
 
 def test_cached_query_vectors_equal_computed_ones_and_the_cache_is_bounded(minilm):
-    embedder = QueryEmbedder(EmbeddingSettings(), cache_size=2)
+    embedder = QueryEmbedder(EmbeddingSettings(query_backend="torch"), cache_size=2, onnx_dir=Path("unused"))
     embedder.models[EmbeddingSettings().model] = minilm
     first = embedder.embed(["a question", "another question"])
     again = embedder.embed(["a question"])
@@ -71,7 +73,7 @@ def test_cached_query_vectors_equal_computed_ones_and_the_cache_is_bounded(minil
 
 
 def test_without_a_cache_every_query_is_computed(minilm):
-    embedder = QueryEmbedder(EmbeddingSettings(), cache_size=0)
+    embedder = QueryEmbedder(EmbeddingSettings(query_backend="torch"), cache_size=0, onnx_dir=Path("unused"))
     embedder.models[EmbeddingSettings().model] = minilm
     embedder.embed(["q", "q"])
     assert embedder.misses == 1 and not embedder.cache
@@ -84,3 +86,21 @@ def test_static_token_vectors_rank_a_related_sentence_above_an_unrelated_one(min
     )
     assert question @ related > question @ unrelated
     assert np.allclose(np.linalg.norm(static.embed(["x y z"]), axis=1), 1.0)
+
+
+def test_onnx_query_vectors_equal_pytorch_ones_and_int8_ones_stay_close(minilm, tmp_path):
+    from services.embedder.onnx import OnnxEmbedder
+
+    queries = ["How do I set the batch size in map_batches?", "what is an actor", "word " * 400]
+    exact = OnnxEmbedder(minilm, tmp_path, quantized=False)
+    assert np.abs(exact.embed(queries) - minilm.embed(queries)).max() < 1e-4
+    assert list(tmp_path.rglob("model.onnx"))
+    quantized = OnnxEmbedder(minilm, tmp_path, quantized=True)
+    assert ((quantized.embed(queries) * minilm.embed(queries)).sum(axis=1) > 0.85).all()
+
+
+def test_the_query_embedder_uses_onnx_by_default_and_pytorch_when_asked(tmp_path):
+    onnx = QueryEmbedder(EmbeddingSettings(), cache_size=0, onnx_dir=tmp_path)
+    assert "onnx" in onnx.model().name
+    torch_backed = QueryEmbedder(EmbeddingSettings(query_backend="torch"), cache_size=0, onnx_dir=tmp_path)
+    assert "onnx" not in torch_backed.model().name
