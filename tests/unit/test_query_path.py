@@ -99,8 +99,8 @@ def test_onnx_query_vectors_equal_pytorch_ones_and_int8_ones_stay_close(minilm, 
     assert ((quantized.embed(queries) * minilm.embed(queries)).sum(axis=1) > 0.85).all()
 
 
-def test_the_query_embedder_uses_onnx_by_default_and_pytorch_when_asked(tmp_path):
+def test_the_query_embedder_uses_int8_onnx_by_default_and_pytorch_when_asked(tmp_path):
     onnx = QueryEmbedder(EmbeddingSettings(), cache_size=0, onnx_dir=tmp_path)
-    assert "onnx" in onnx.model().name
+    assert "onnx-int8" in onnx.model().name
     torch_backed = QueryEmbedder(EmbeddingSettings(query_backend="torch"), cache_size=0, onnx_dir=tmp_path)
     assert "onnx" not in torch_backed.model().name
