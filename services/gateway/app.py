@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -131,14 +131,15 @@ def _add_routes(app: FastAPI) -> None:
     metrics: GatewayMetrics = app.state.metrics
 
     @app.post("/query", response_model=Answer, summary="Answer a question", responses=_ERRORS)
-    async def query(body: QueryRequest, request: Request) -> Answer:
+    async def query(body: QueryRequest, request: Request) -> Response:
         pipeline = _pipeline(request)
         try:
             answer = await pipeline.answer(body)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error with a message
             raise classify(exc, pipeline.settings.serving.retry_after_s) from None
         metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, answer.fallbacks)
-        return answer
+        # Already a validated Answer: serialised once, not validated again as response_model would.
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.post("/stream", summary="Answer a question as server-sent events", responses=_STREAM_RESPONSES)
     async def stream_post(body: QueryRequest, request: Request):

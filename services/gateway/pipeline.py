@@ -150,18 +150,14 @@ class QueryPipeline:
 
     async def answer(self, request: QueryRequest) -> Answer:
         prepared = await self.prepare(request)
-        parts: list[str] = []
-        fallbacks: list[Fallback] = []
-        done: DoneEvent | None = None
-        async for batch in self.events(prepared):
-            for event in batch:
-                if isinstance(event, TokenEvent):
-                    parts.append(event.text)
-                elif isinstance(event, FallbackEvent):
-                    fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
-                else:
-                    done = event
-        assert done is not None, "a generation always ends with its done event"
+        started = time.perf_counter()
+        # Not streamed: the generator returns every event in one message.
+        events = await self.generator.generate_all(prepared.question, prepared.hits, prepared.route.llm)
+        prepared.timings_ms["generate"] = _ms_since(started)
+        prepared.timings_ms["total"] = _ms_since(prepared.started)
+        parts = [e.text for e in events if isinstance(e, TokenEvent)]
+        fallbacks = [Fallback(llm=e.llm, reason=e.reason) for e in events if isinstance(e, FallbackEvent)]
+        done = next(e for e in events if isinstance(e, DoneEvent))
         return answer_of(prepared, "".join(parts), fallbacks, done)
 
     async def ready(self) -> dict[str, str]:

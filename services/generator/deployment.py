@@ -27,5 +27,8 @@ class GeneratorDeployment:
         async for batch in coalesce(self.generator.generate(question, hits, llm)):
             yield batch
 
+    async def generate_all(self, question: str, hits: list[SearchHit], llm: str) -> list[GenerationEvent]:
+        return await self.generator.generate_all(question, hits, llm)
+
     async def ready(self) -> dict[str, str]:
         return await self.generator.ready()

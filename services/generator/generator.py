@@ -116,6 +116,10 @@ class Generator:
                     yield FallbackEvent(llm=name, reason=failure.reason)
         raise GenerationFailed(failures)
 
+    async def generate_all(self, question: str, hits: Sequence[SearchHit], llm: str) -> list[GenerationEvent]:
+        """The whole answer's events at once: for callers that do not stream (one message, not one per token)."""
+        return [event async for event in self.generate(question, hits, llm)]
+
     def cost(self, llm: str, usage: Usage) -> float:
         settings = self._llms.get(llm)
         if settings is None:  # extractive: no LLM, no cost
