@@ -20,6 +20,9 @@ from services.embedder.model import Embedder
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n{2,}")
 _MIN_SENTENCE_CHARS = 25
+# A piece without closing punctuation and shorter than this is a heading, not a sentence.
+_MIN_HEADING_FREE_WORDS = 8
+_CODE_MARKS = re.compile(r"(^[#$>|`]|\s=\s|\|.*\||[{};]|\(\)|\w\.\w+\.\w)")
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,16 @@ def split_sentences(hits: Sequence[SearchHit]) -> list[Sentence]:
     for number, hit in enumerate(hits, start=1):
         for part in _SENTENCE_END.split(hit.text):
             text = " ".join(part.split())
-            if len(text) >= _MIN_SENTENCE_CHARS:
+            if is_prose(text):
                 sentences.append(Sentence(text, number))
     return sentences
+
+
+def is_prose(text: str) -> bool:
+    """A sentence worth quoting: not too short, not a heading, not code or a table row."""
+    if len(text) < _MIN_SENTENCE_CHARS or _CODE_MARKS.search(text):
+        return False
+    return text[-1] in ".!?:)" or len(text.split()) >= _MIN_HEADING_FREE_WORDS
 
 
 def maximal_marginal_relevance(query: np.ndarray, candidates: np.ndarray, count: int, weight: float) -> list[int]:

@@ -49,3 +49,22 @@ def test_answers_with_relevant_diverse_cited_sentences(embedder):
 
 def test_no_sentences_no_answer(embedder):
     assert ExtractiveGenerator(embedder, 3, 0.7).answer("anything?", [hit(1, "short")]).text == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "prose"),
+    [
+        ("Ray Client can be used when you want to connect an interactive shell to a cluster.", True),
+        ("The frequency of artifact syncing can be configured via SyncConfig.", True),
+        ("Getting Started with Ray Serve", False),  # a heading
+        ("# get a list of checkpoints checkpoints = [i.checkpoint for i in results]", False),
+        ("ray.init ray.shutdown ray.is_initialized ray.job_config.JobConfig", False),
+        ("| embedding | model, provider | the embedding model |", False),
+        ("config = {'lr': 0.1}; trainer.fit()", False),
+        ("Too short.", False),
+    ],
+)
+def test_only_prose_is_quoted(text, prose):
+    from services.generator.extractive import is_prose
+
+    assert is_prose(text) is prose
