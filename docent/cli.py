@@ -499,6 +499,106 @@ def eval_router(
     console.print(f"routed to the open-source LLM: {metrics['routed_to_oss']:.1%}")
 
 
+EVAL_CONCURRENCY = 4  # questions in flight: enough to overlap LLM waits without crowding a CPU
+EVAL_RUNS_DIR = Path("eval-runs")
+
+
+@contextmanager
+def _eval_errors():
+    from docent.store import IndexNotFound
+    from docent.types import UnknownLLM
+    from evaluation.retrieval import EvalSetError
+
+    with _clear_errors():
+        try:
+            yield
+        except (EvalSetError, UnknownLLM, IndexNotFound) as exc:
+            raise _fail(str(exc), USAGE_ERROR) from None
+
+
+class _AnswerProgress:
+    """A bar of questions answered, shown from the run's first report: after its inputs were checked."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.task = enabled, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            columns = [TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            self.bar = Progress(*columns, console=errors)
+            self.bar.start()
+            self.task = self.bar.add_task("answering", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@eval_app.command("run")
+def eval_run(
+    eval_file: Annotated[Path, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}")],
+    references: Annotated[
+        Optional[Path], typer.Option(help="reference answers: JSON array (or lines) of {question, answer}")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="folder of the run's files (default: ./eval-runs/INDEX)")] = None,
+    index: Annotated[Optional[str], typer.Option(help="index to answer from (default: from settings)")] = None,
+    num_chunks: Annotated[Optional[int], typer.Option(min=0, help="chunks retrieved per question")] = None,
+    llm: Annotated[Optional[str], typer.Option(help="answer with this LLM (or `extractive`), not the routed one")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="questions answered at once")] = EVAL_CONCURRENCY,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N questions")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
+) -> None:
+    """Answer an eval set with one configuration and score it offline; re-run to resume a stopped run.
+
+    Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG. Answers, where a
+    reference exists: token F1 and embedding similarity to the reference.
+    """
+    from evaluation.runner import load_references, open_eval_set, run_eval
+
+    with _eval_errors():
+        settings = _settings(index=index, retrieval={"num_chunks": num_chunks})
+        eval_set = open_eval_set(eval_file)
+        answers = load_references(references) if references else {}
+        out = out or EVAL_RUNS_DIR / settings.index_name
+        progress = _AnswerProgress(enabled=not as_json)
+        try:
+            report = asyncio.run(run_eval(settings, eval_set, answers, out, concurrency, limit, progress, llm=llm))
+        except KeyboardInterrupt:
+            raise _fail(f"interrupted; the answers so far are in {out}: the same command continues", 130) from None
+        finally:
+            progress.stop()
+    if as_json:
+        print(json.dumps({"evaluation": str(report.evaluation), "responses": str(report.responses),
+                          "asked": report.asked, "aggregates": report.aggregates}))
+        return
+    console.print(_eval_table(report.aggregates, settings.index_name))
+    failed = report.aggregates["all"]["errors"]
+    if failed:
+        console.print(f"[yellow]{failed} question(s) failed[/]: see `error` in {report.responses}; a re-run asks again")
+    console.print(f"answers: {report.responses}\nscores:  {report.evaluation}", highlight=False)
+
+
+EVAL_SUMMARY = (  # label, aggregate, format
+    ("questions", "questions", "{}"), ("answered", "answered", "{}"), ("errors", "errors", "{}"),
+    ("retrieval_score", "retrieval_score", "{:.3f}"), ("recall@1", "recall@1", "{:.3f}"),
+    ("recall@5", "recall@5", "{:.3f}"), ("MRR", "mrr", "{:.3f}"), ("nDCG", "ndcg", "{:.3f}"),
+    ("token F1", "token_f1", "{:.3f}"), ("answer similarity", "answer_similarity", "{:.3f}"),
+    ("mean latency (ms)", "mean_latency_ms", "{:.0f}"), ("total cost ($)", "total_cost", "{:.4f}"),
+)
+
+
+def _eval_table(aggregates: dict, index: str) -> Table:
+    columns = (Column("all", justify="right"), Column("in corpus", justify="right"))
+    table = Table("", *columns, title=f"eval run · index {index}", title_justify="left")
+    subsets = (aggregates["all"], aggregates["in_corpus"] or {})
+    for label, key, form in EVAL_SUMMARY:
+        table.add_row(label, *("–" if s.get(key) is None else form.format(s[key]) for s in subsets))
+    return table
+
+
 def run() -> None:
     try:
         app()

@@ -17,7 +17,7 @@ import asyncpg
 import numpy as np
 
 from docent.db import DatabaseError
-from docent.types import Chunk, IndexConfig, IndexInfo
+from docent.types import Chunk, IndexConfig, IndexInfo, page_of
 
 # Advisory-lock namespace of ingest writers (the other key is a hash of the index name).
 _WRITER_LOCK_SPACE = 2
@@ -166,6 +166,11 @@ class IndexStore:
             "SELECT uri, content_hash, chunk_count, skip_reason FROM documents WHERE index_id = $1", index.id
         )
         return {r["uri"]: StoredDocument(r["content_hash"], r["chunk_count"], r["skip_reason"]) for r in rows}
+
+    async def pages(self, index: IndexRecord) -> set[str]:
+        """The pages (source URLs before `#`) the index has chunks of."""
+        rows = await self.conn.fetch(f"SELECT DISTINCT source FROM {index.table}")
+        return {page_of(r["source"]) for r in rows}
 
     async def write_documents(self, index: IndexRecord, documents: Sequence[DocumentChunks]) -> WriteResult:
         """Replace the chunks of `documents` in one transaction, by COPY."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -13,6 +15,7 @@ from services.retriever.service import RetrievalResult, RetrieverService
 @serve.deployment(name="retriever", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RetrieverDeployment:
     async def __init__(self, settings: Settings, embedder: DeploymentHandle):
+        self.embedder, self.timeout_s = embedder, settings.serving.readiness_timeout_s
         self.service = RetrieverService(settings, lambda query, model: embedder.embed.remote(query, model))
         await self.service.start()
 
@@ -20,7 +23,17 @@ class RetrieverDeployment:
         return await self.service.search(query, index, options)
 
     async def ready(self) -> dict[str, str]:
-        return await self.service.ready()
+        """The retriever's own problems and the embedder's, which only the retriever calls."""
+        problems = await self.service.ready()
+        try:
+            problems.update(await asyncio.wait_for(_awaited(self.embedder.ready.remote()), self.timeout_s))
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the problem reported
+            problems["embedder"] = f"not responding: {type(exc).__name__} {exc}".strip()
+        return problems
 
     async def __del__(self):
         await self.service.close()
+
+
+async def _awaited(response):
+    return await response

@@ -89,7 +89,8 @@ def gateway(ray_local, llm_server, tmp_path_factory):
         "chunking": {"chunk_size": 200, "chunk_overlap": 20},
         "router": {"artifact": str(work / "router.zip")},
         "generation": {"llms": _llms(llm_server.base_url), "oss_llm": "echo", "strong_llm": "flaky", "fallback": ["echo"]},
-        "serving": {"index_refresh_s": 1, "max_query_chars": 500},
+        # A batch waits briefly for company, so that concurrent queries surely share a pass.
+        "serving": {"index_refresh_s": 1, "max_query_chars": 500, "embed_batch_wait_s": 0.02},
     }
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -220,8 +221,10 @@ async def test_concurrent_queries_share_embedding_passes_and_repeats_hit_the_cac
     embedder = serve.get_deployment_handle("embedder", app_name="docent")
     before = await embedder.stats.remote()
     questions = [f"which backoff applies to retry number {i}?" for i in range(16)]
-    await asyncio.gather(*(http.post("/query", json={"query": q, "options": {"llm": "extractive"}}) for q in questions))
-    await http.post("/query", json={"query": questions[0], "options": {"llm": "extractive"}})
+    vectors = await asyncio.gather(*(embedder.embed.remote(q, "all-MiniLM-L6-v2") for q in questions))
+    assert len({v.tobytes() for v in vectors}) == 16
+    answer = await http.post("/query", json={"query": questions[0], "options": {"llm": "extractive"}})
+    assert answer.status_code == 200
     after = await embedder.stats.remote()
     new_batches = after["batch_sizes"][len(before["batch_sizes"]):]
     assert sum(new_batches) == 17 and max(new_batches) > 1
