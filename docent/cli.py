@@ -553,8 +553,9 @@ def eval_run(
 ) -> None:
     """Answer an eval set with one configuration and score it offline; re-run to resume a stopped run.
 
-    Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG. Answers, where a
-    reference exists: token F1 and embedding similarity to the reference.
+    Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG.
+
+    Answers, where a reference exists: token F1 and embedding similarity to the reference.
     """
     from evaluation.runner import load_references, open_eval_set, run_eval
 
