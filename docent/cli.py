@@ -549,24 +549,42 @@ def eval_run(
     llm: Annotated[Optional[str], typer.Option(help="answer with this LLM (or `extractive`), not the routed one")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="questions answered at once")] = EVAL_CONCURRENCY,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N questions")] = None,
+    judge: Annotated[
+        Optional[str], typer.Option(help="score answers 1–5 against the references with this configured LLM")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Answer an eval set with one configuration and score it offline; re-run to resume a stopped run.
 
     Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG.
 
-    Answers, where a reference exists: token F1 and embedding similarity to the reference.
+    Answers, where a reference exists: token F1 and embedding similarity to the reference;
+    with --judge, quality_score: an LLM's 1–5 grade (unscored: replies it could not grade).
     """
+    from evaluation.judge import Judge
     from evaluation.runner import load_references, open_eval_set, run_eval
 
     with _eval_errors():
         settings = _settings(index=index, retrieval={"num_chunks": num_chunks})
+        judges = {m.name: m for m in settings.generation.llms}
+        if judge is not None and judge not in judges:
+            raise _fail(f"unknown judge {judge!r}; configured LLMs: {', '.join(judges) or 'none'}", USAGE_ERROR)
         eval_set = open_eval_set(eval_file)
         answers = load_references(references) if references else {}
         out = out or EVAL_RUNS_DIR / settings.index_name
         progress = _AnswerProgress(enabled=not as_json)
+        grader = Judge(judges[judge]) if judge is not None else None
+
+        async def evaluate():
+            try:
+                return await run_eval(settings, eval_set, answers, out, concurrency, limit, progress, llm=llm,
+                                      judge=grader)
+            finally:
+                if grader is not None:
+                    await grader.aclose()
+
         try:
-            report = asyncio.run(run_eval(settings, eval_set, answers, out, concurrency, limit, progress, llm=llm))
+            report = asyncio.run(evaluate())
         except KeyboardInterrupt:
             raise _fail(f"interrupted; the answers so far are in {out}: the same command continues", 130) from None
         finally:
@@ -587,6 +605,7 @@ EVAL_SUMMARY = (  # label, aggregate, format
     ("retrieval_score", "retrieval_score", "{:.3f}"), ("recall@1", "recall@1", "{:.3f}"),
     ("recall@5", "recall@5", "{:.3f}"), ("MRR", "mrr", "{:.3f}"), ("nDCG", "ndcg", "{:.3f}"),
     ("token F1", "token_f1", "{:.3f}"), ("answer similarity", "answer_similarity", "{:.3f}"),
+    ("quality_score (1–5)", "quality_score", "{:.2f}"), ("unscored", "unscored", "{}"),
     ("mean latency (ms)", "mean_latency_ms", "{:.0f}"), ("total cost ($)", "total_cost", "{:.4f}"),
 )
 

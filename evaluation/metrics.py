@@ -4,7 +4,9 @@ Retrieval is judged at page level, as the reference's retrieval_score is: a retr
 chunk is relevant when its page (URL before `#`) is the gold source's page. Each
 question has one gold page, so recall@k is a hit within the top k and the ideal DCG is 1.
 Answers are compared with the reference answer without an LLM: token F1 here, and the
-cosine of embeddings (computed by the runner, which has the model).
+cosine of embeddings (computed by the runner, which has the model). With an LLM judge,
+`quality_score` is the mean of its 1–5 scores over the rows it scored; `unscored` counts
+the rows it judged but could not score.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     summary["mrr"] = _mean(r["scores"]["reciprocal_rank"] for r in rows)
     summary["ndcg"] = _mean(r["scores"]["ndcg"] for r in rows)
     summary.update({name: _mean(r["scores"][name] for r in with_reference) for name in ANSWER_METRICS})
+    judged = [r["scores"]["quality"] for r in rows if "quality" in r["scores"]]
+    summary["quality_score"] = _mean(q for q in judged if q is not None)  # the LLM judge's 1–5, scored rows only
+    summary["unscored"] = sum(q is None for q in judged)
     summary["mean_latency_ms"] = _mean(latencies)
     summary["total_cost"] = sum(r.get("cost") or 0.0 for r in answered)
     return summary

@@ -8,6 +8,9 @@ The run writes into one folder:
   are asked again.
 - `config.json`: the configuration the answers came from; a run with another one refuses
   the folder rather than mixing answers of two configurations.
+- `judgements.jsonl` (with a judge): the LLM judge's verdict on each answer, appended as it
+  arrives and keyed by judge, question, reference and answer, so a new run judges only what
+  is new; unscored verdicts are judged again.
 - `evaluation.json`: the configuration, the eval set, every row with its scores, and the
   means over all questions and over the in-corpus ones (gold page in the index).
 """
@@ -28,12 +31,14 @@ from docent.db import connect
 from docent.settings import EmbeddingSettings, Settings
 from docent.store import IndexRecord, IndexStore
 from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, UnknownLLM, page_of
+from evaluation.judge import Judge, JudgeVerdict
 from evaluation.metrics import aggregate, cosine_similarity, retrieval_metrics, token_f1
 from evaluation.retrieval import EvalQuestion, EvalSetError, load_eval_set, read_json_rows
 
 RESPONSES_FILE = "responses.jsonl"
 CONFIG_FILE = "config.json"
 EVALUATION_FILE = "evaluation.json"
+JUDGEMENTS_FILE = "judgements.jsonl"
 _LLM_ESSENTIALS = {"name", "model", "base_url", "context_length", "max_tokens"}  # not keys, prices or timeouts
 
 ProgressCallback = Callable[[int, int], None]  # (questions answered, questions in the run)
@@ -90,10 +95,13 @@ async def run_eval(
     limit: int | None = None,
     progress: ProgressCallback | None = None,
     llm: str | None = None,
+    judge: Judge | None = None,
 ) -> EvalReport:
     """Answer the first `limit` questions (all by default) not yet in `out_dir`, then score every answer.
 
     `llm` asks every question of that LLM (or `extractive`); by default the router chooses.
+    `judge` also scores each answer that has a reference answer 1–5 (`scores["quality"]`),
+    `concurrency` answers at a time, judging only those not judged by an earlier run.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -125,7 +133,11 @@ async def run_eval(
                         progress(done, total)
 
     embedding = settings.embedding.model_copy(update={"model": index.config.embedding_model})
-    rows = await _scored_rows([answered[q.question] for q in questions], references, pages, embedding)
+    ordered = [answered[q.question] for q in questions]
+    verdicts = {}
+    if judge is not None:
+        verdicts = await _verdicts(judge, ordered, references, out_dir / JUDGEMENTS_FILE, concurrency)
+    rows = await _scored_rows(ordered, references, pages, embedding, verdicts)
     aggregates = aggregate(rows, pages)
     evaluation = {
         "config": config,
@@ -190,6 +202,66 @@ async def _answer(pipeline: Any, question: EvalQuestion, options: QueryOptions) 
     }
 
 
+def _judgement_key(judge: str, question: str, reference: str, answer: str) -> str:
+    return hashlib.sha256(json.dumps([judge, question, reference, answer]).encode()).hexdigest()
+
+
+async def _verdicts(
+    judge: Judge, rows: Sequence[dict[str, Any]], references: dict[str, str], path: Path, concurrency: int
+) -> dict[str, JudgeVerdict]:
+    """question → the judge's verdict, for each answered row with a reference; new verdicts are appended to `path`."""
+    keys = {
+        r["question"]: _judgement_key(judge.name, r["question"], references[r["question"]], r["answer"])
+        for r in rows
+        if r["question"] in references and r.get("answer") and not r.get("error")
+    }
+    judged = resume_judgements(path)
+    verdicts = {question: judged[key] for question, key in keys.items() if key in judged}
+    pending = [r for r in rows if r["question"] in keys and r["question"] not in verdicts]
+    if not pending:
+        return verdicts
+    slots = asyncio.Semaphore(concurrency)
+
+    async def judge_one(row: dict[str, Any]) -> tuple[str, JudgeVerdict]:
+        async with slots:
+            return row["question"], await judge.score(row["question"], references[row["question"]], row["answer"])
+
+    tasks = [asyncio.ensure_future(judge_one(r)) for r in pending]
+    try:
+        with path.open("a", encoding="utf-8") as file:
+            for finished in asyncio.as_completed(tasks):
+                question, verdict = await finished
+                line = {"key": keys[question], "judge": judge.name, "question": question} | verdict.to_json()
+                file.write(json.dumps(line) + "\n")
+                file.flush()
+                verdicts[question] = verdict
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return verdicts
+
+
+def resume_judgements(path: Path) -> dict[str, JudgeVerdict]:
+    """key → scored verdict already in `path`.
+
+    Unreadable lines (a killed write) and unscored verdicts are skipped: their answers are judged again.
+    """
+    if not path.exists():
+        return {}
+    judged: dict[str, JudgeVerdict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            verdict = JudgeVerdict(row["score"], row["reasoning"], row["attempts"], row.get("error"))
+            key = row["key"]
+        except (json.JSONDecodeError, TypeError, KeyError):
+            continue
+        if isinstance(verdict.score, int) and isinstance(key, str):
+            judged[key] = verdict
+    return judged
+
+
 def resume_responses(path: Path) -> list[dict[str, Any]]:
     """The answered rows already in `path`; the file is rewritten without what a new run replaces.
 
@@ -225,9 +297,17 @@ def resume_responses(path: Path) -> list[dict[str, Any]]:
 
 
 async def _scored_rows(
-    rows: Sequence[dict[str, Any]], references: dict[str, str], pages: set[str], embedding: EmbeddingSettings
+    rows: Sequence[dict[str, Any]],
+    references: dict[str, str],
+    pages: set[str],
+    embedding: EmbeddingSettings,
+    verdicts: dict[str, JudgeVerdict] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every row with `in_corpus` and `scores`; answer metrics only where a reference answer exists."""
+    """Every row with `in_corpus` and `scores`; answer metrics only where a reference answer exists.
+
+    A row with a verdict also gets `scores["quality"]` (None: unscored) and `judge`.
+    """
+    verdicts = verdicts or {}
     with_reference = [r for r in rows if r["question"] in references and not r.get("error")]
     similarities = await asyncio.to_thread(_similarities, with_reference, references, embedding)
     scored = []
@@ -238,7 +318,11 @@ async def _scored_rows(
             failed = bool(row.get("error"))
             scores["token_f1"] = 0.0 if failed else token_f1(row["answer"], references[row["question"]])
             scores["answer_similarity"] = 0.0 if failed else similarities[row["question"]]
-        scored.append(row | {"in_corpus": page_of(row["source"]) in pages, "scores": scores})
+        extra: dict[str, Any] = {"in_corpus": page_of(row["source"]) in pages, "scores": scores}
+        if (verdict := verdicts.get(row["question"])) is not None:
+            scores["quality"] = verdict.score
+            extra["judge"] = {"reasoning": verdict.reasoning, "attempts": verdict.attempts, "error": verdict.error}
+        scored.append(row | extra)
     return scored
 
 

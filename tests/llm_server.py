@@ -14,6 +14,13 @@ so one server serves every case:
   a client that hangs up before the end is recorded in `aborted_streams`;
 - `no-choices`: a stream with nothing but `[DONE]`.
 
+Judge models (the last message holds the query, reference and answer):
+
+- `judge`: a verdict of score `JUDGE_SCORE`, as JSON in a ``` fence with words around it;
+- `judge-garbled-once`: garbage the first time a given message is judged, then `judge`;
+- `judge-garbled`: always garbage;
+- `judge-out-of-range`: a JSON verdict of score `OUT_OF_RANGE_SCORE`.
+
 Every request body is recorded in `requests`.
 """
 
@@ -40,12 +47,20 @@ SLOW_TOKENS = 200
 SLOW_TOKEN_INTERVAL_S = 0.05
 STALL_S = 300.0  # longer than any client timeout in the tests
 START_TIMEOUT_S = 10.0
+JUDGE_SCORE = 4
+OUT_OF_RANGE_SCORE = 9
+GARBLED_REPLY = "I think this answer is rather nice, all things considered."
 _SOURCE_LINE = re.compile(r"^\[\d+\] ", re.MULTILINE)
 
 
 def echo_answer(messages: list[dict[str, Any]]) -> str:
     sources = len(_SOURCE_LINE.findall(messages[-1]["content"])) if messages else 0
     return f"Ray Serve scales deployments [1]. (saw {sources} sources)"
+
+
+def judge_reply(score: int) -> str:
+    verdict = json.dumps({"score": score, "reasoning": "Mostly matches the reference answer."})
+    return f"Here is my verdict:\n```json\n{verdict}\n```\nHope this helps."
 
 
 def words(text: str) -> list[str]:
@@ -174,12 +189,19 @@ class LLMServer:
 
     def _events(self, model: str, messages: list[dict[str, Any]]) -> AsyncIterator[str] | None:
         """The text pieces a model streams (None: no such model)."""
+        question = messages[-1]["content"] if messages else ""
         if model in ("echo", "echo-no-usage", "flaky-429"):
             return paced(words(echo_answer(messages)), interval=0)
         if model == "slow":
             return paced([], interval=0, stall_after=True)
         if model == "stalls-mid-answer":
             return paced(["Ray "], interval=0, stall_after=True)
+        if model == "judge" or (model == "judge-garbled-once" and not self._first_time(f"{model}\n{question}")):
+            return paced(words(judge_reply(JUDGE_SCORE)), interval=0)
+        if model in ("judge-garbled", "judge-garbled-once"):
+            return paced(words(GARBLED_REPLY), interval=0)
+        if model == "judge-out-of-range":
+            return paced(words(judge_reply(OUT_OF_RANGE_SCORE)), interval=0)
         if model == "tokens-slow":
             return paced([f"w{i} " for i in range(SLOW_TOKENS)], interval=SLOW_TOKEN_INTERVAL_S)
         return None
