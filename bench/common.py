@@ -25,3 +25,17 @@ def require_path(path: Path, what: str) -> Path:
 def emit_json(figures: dict) -> None:
     """The last line of a benchmark's output with --json: one object of its figures."""
     print(json.dumps(figures, default=float))
+
+
+async def index_pages(settings) -> set[str] | None:
+    """The pages the settings' index has chunks of; None when there is no such index."""
+    from docent.db import connect
+    from docent.store import IndexStore
+
+    conn = await connect(settings)
+    try:
+        store = IndexStore(conn)
+        index = await store.get(settings.index_name)
+        return None if index is None else await store.pages(index)
+    finally:
+        await conn.close()

@@ -40,16 +40,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from common import EVAL_SET, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path
+from common import EVAL_SET, index_pages, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path
 
 os.environ.setdefault("DOCENT_DATA_DIR", str(ROOT / ".docent"))
 
 import numpy as np  # noqa: E402
 
-from docent.db import connect  # noqa: E402
 from docent.settings import Settings, load_settings  # noqa: E402
-from docent.store import IndexStore  # noqa: E402
-from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, page_of  # noqa: E402
+from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest  # noqa: E402
 from evaluation.retrieval import EvalQuestion, load_eval_set, retrieval_hit  # noqa: E402
 
 ROUTING_DATA = SHARED / "datasets" / "routing-dataset-train.jsonl"
@@ -95,34 +93,12 @@ def score(questions: Sequence[EvalQuestion], sources: Sequence[Sequence[str]], p
     }
 
 
-# --- the index -----------------------------------------------------------------------------
-
-
-async def _index_pages(settings: Settings) -> set[str] | None:
-    conn = await connect(settings)
-    try:
-        index = await IndexStore(conn).get(settings.index_name)
-        if index is None:
-            return None
-        rows = await conn.fetch(f"SELECT DISTINCT source FROM {index.table}")
-        return {page_of(r["source"]) for r in rows}
-    finally:
-        await conn.close()
-
-
 # --- in-process ----------------------------------------------------------------------------
 
 
 def _query_embedder(pipeline):
-    """The QueryEmbedder that `open_local_pipeline` closed its `embed` callable over."""
-    from services.embedder.queries import QueryEmbedder
-
-    embed = pipeline.retriever._service.embed
-    for cell in getattr(embed, "__closure__", None) or ():
-        if isinstance(cell.cell_contents, QueryEmbedder):
-            return cell.cell_contents
-    raise SystemExit("cannot find the local pipeline's QueryEmbedder to empty its cache: "
-                     "has open_local_pipeline changed?")
+    """The in-process retriever embeds with a QueryEmbedder's bound `embed_query`."""
+    return pipeline.retriever.embed.__self__
 
 
 def _request(question: str) -> QueryRequest:
@@ -414,7 +390,7 @@ def main() -> None:
 
     questions = load_eval_set(require_path(args.eval, "eval set"))[: args.limit]
     settings = load_settings(args.config, index=args.index)
-    pages = asyncio.run(_index_pages(settings))
+    pages = asyncio.run(index_pages(settings))
     if pages is None:
         sys.exit(
             f"no index named {args.index!r} in {settings.data_dir}: run `make bench-retrieval` "

@@ -16,12 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import EVAL_SET, RAY_DOCS, RAY_DOCS_CONFIG, RAY_DOCS_URL, emit_json, require_path
+from common import EVAL_SET, index_pages, RAY_DOCS, RAY_DOCS_CONFIG, RAY_DOCS_URL, emit_json, require_path
 
-from docent.db import connect
 from docent.settings import Settings, load_settings
-from docent.store import IndexStore
-from docent.types import page_of
 from evaluation.retrieval import load_eval_set, retrieval_hit
 from ingest.pipeline import run_ingest
 from services.retriever.retriever import load_lexical_index
@@ -62,19 +59,6 @@ VARIANTS = [
     Variant("semantic, no page limit", "semantic", 13, per_page=0),
     Variant("reference fusion, 13 + 5 BM25, no page limit", "hybrid", 13, lexical_k=5, fusion="reference", per_page=0),
 ]
-
-
-async def _index_pages(settings: Settings) -> set[str] | None:
-    conn = await connect(settings)
-    try:
-        store = IndexStore(conn)
-        index = await store.get(settings.index_name)
-        if index is None:
-            return None
-        rows = await conn.fetch(f"SELECT DISTINCT source FROM {index.table}")
-        return {page_of(r["source"]) for r in rows}
-    finally:
-        await conn.close()
 
 
 async def _score(settings: Settings, questions, pages: set[str]) -> list[dict]:
@@ -132,13 +116,13 @@ def main() -> None:
         ]
     results = []
     for settings in configurations:
-        pages = asyncio.run(_index_pages(settings))
+        pages = asyncio.run(index_pages(settings))
         if pages is None:
             if args.index:
                 raise SystemExit(f"no index named {args.index!r}")
             print(f"building index {settings.index_name} from {args.corpus} …", flush=True)
             run_ingest(require_path(args.corpus, "corpus"), settings, base_url=args.base_url)
-            pages = asyncio.run(_index_pages(settings))
+            pages = asyncio.run(index_pages(settings))
         results.extend(asyncio.run(_score(settings, questions, pages)))
 
     print(f"{len(questions)} questions from {args.eval}")
