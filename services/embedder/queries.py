@@ -67,6 +67,10 @@ class QueryEmbedder:
                 self.cache.move_to_end(key)
         return np.stack([found[k] for k in keys])
 
+    async def embed_query(self, query: str, model: str) -> np.ndarray:
+        """One query's vector, computed in this process: the `embed` callable of an in-process retriever."""
+        return self.embed([query], model)[0]
+
     def _remember(self, vectors: dict[tuple[str, str], np.ndarray]) -> None:
         if not self.cache_size:
             return

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
-
 from docent.settings import Settings
 from services.embedder.queries import QueryEmbedder
 from services.gateway.pipeline import QueryPipeline
@@ -22,10 +20,7 @@ async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> Qu
     embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size, settings.data_dir / "models" / "onnx")
     embedder.warm_up()
 
-    async def embed(query: str, model: str) -> np.ndarray:
-        return embedder.embed([query], model)[0]
-
-    retriever = RetrieverService(settings, embed)
+    retriever = RetrieverService(settings, embedder.embed_query)
     await retriever.start()
     generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
     stages = [LocalStage(s) for s in (retriever, RerankerService(settings), RouterService(settings), generator)]

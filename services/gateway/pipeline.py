@@ -165,7 +165,7 @@ class QueryPipeline:
         stages = {"retriever": self.retriever, "reranker": self.reranker, "router": self.router, "generator": self.generator}
         timeout = self.settings.serving.readiness_timeout_s
         outcomes = await asyncio.gather(
-            *(asyncio.wait_for(_awaitable(stage.ready()), timeout) for stage in stages.values()), return_exceptions=True
+            *(asyncio.wait_for(stage.ready(), timeout) for stage in stages.values()), return_exceptions=True
         )
         problems: dict[str, str] = {}
         for name, outcome in zip(stages, outcomes):
@@ -174,10 +174,6 @@ class QueryPipeline:
             else:
                 problems.update(outcome)
         return problems
-
-
-async def _awaitable(call):
-    return await call
 
 
 def answer_of(prepared: Prepared, text: str, fallbacks: list[Fallback], done: DoneEvent) -> Answer:

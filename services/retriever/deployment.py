@@ -26,14 +26,10 @@ class RetrieverDeployment:
         """The retriever's own problems and the embedder's, which only the retriever calls."""
         problems = await self.service.ready()
         try:
-            problems.update(await asyncio.wait_for(_awaited(self.embedder.ready.remote()), self.timeout_s))
+            problems.update(await asyncio.wait_for(self.embedder.ready.remote(), self.timeout_s))
         except Exception as exc:  # noqa: BLE001 - any failure to answer is the problem reported
             problems["embedder"] = f"not responding: {type(exc).__name__} {exc}".strip()
         return problems
 
     async def __del__(self):
         await self.service.close()
-
-
-async def _awaited(response):
-    return await response
