@@ -8,15 +8,24 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from docent.settings import ConfigFileError, Settings, load_settings
+from docent.cli_support import (
+    RUNTIME_ERROR,
+    USAGE_ERROR,
+    CliState,
+    CountProgress,
+    console,
+    errors,
+    eval_errors,
+)
+from docent.cli_support import clear_errors as _clear_errors
+from docent.cli_support import cli_settings as _settings
+from docent.cli_support import fail as _fail
 
 app = typer.Typer(
     help="docent: question answering over documentation. Ingest docs, inspect indexes, search, serve and ask.",
@@ -24,54 +33,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
-
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-
-
-class _State:
-    config: Path | None = None
 
 
 @app.callback()
 def main(
     config: Annotated[
-        Optional[Path], typer.Option("--config", "-c", help="YAML settings file (also: DOCENT_CONFIG)", envvar="DOCENT_CONFIG")
+        Path | None, typer.Option("--config", "-c", help="YAML settings file (also: DOCENT_CONFIG)", envvar="DOCENT_CONFIG")
     ] = None,
 ) -> None:
-    _State.config = config
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-@contextmanager
-def _clear_errors():
-    """Known failures become one-line messages and exit codes, never tracebacks."""
-    from docent.db import DatabaseError
-    from ingest.errors import IngestError, SourceError
-    from services.embedder.model import EmbeddingModelError
-    from services.retriever.lexical import LexicalIndexError
-
-    try:
-        yield
-    except (SourceError, ConfigFileError) as exc:
-        raise _fail(str(exc), USAGE_ERROR) from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(f"invalid settings: {problems}", USAGE_ERROR) from None
-    except (DatabaseError, EmbeddingModelError, LexicalIndexError, IngestError) as exc:
-        raise _fail(str(exc), RUNTIME_ERROR) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; documents written so far are kept, re-run to finish", 130) from None
-
-
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(_State.config, **overrides)
+    CliState.config = config
 
 
 class _RichProgress:
@@ -99,15 +69,15 @@ class _RichProgress:
 def ingest(
     path: Annotated[Path, typer.Argument(help="docs folder (or one file) to index")],
     base_url: Annotated[
-        Optional[str], typer.Option(help="public URL of PATH: files map to URL + path with .html + #anchor")
+        str | None, typer.Option(help="public URL of PATH: files map to URL + path with .html + #anchor")
     ] = None,
-    index: Annotated[Optional[str], typer.Option(help="index name (default: from model and chunking)")] = None,
-    chunk_size: Annotated[Optional[int], typer.Option(help="maximum chunk length")] = None,
-    chunk_overlap: Annotated[Optional[int], typer.Option(help="overlap between neighbouring chunks")] = None,
-    chunk_unit: Annotated[Optional[str], typer.Option(help="chars | tokens (of the embedding model)")] = None,
-    embedding_model: Annotated[Optional[str], typer.Option(help="sentence-transformers name or path")] = None,
+    index: Annotated[str | None, typer.Option(help="index name (default: from model and chunking)")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="maximum chunk length")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="overlap between neighbouring chunks")] = None,
+    chunk_unit: Annotated[str | None, typer.Option(help="chars | tokens (of the embedding model)")] = None,
+    embedding_model: Annotated[str | None, typer.Option(help="sentence-transformers name or path")] = None,
     exclude: Annotated[
-        Optional[list[str]], typer.Option(help="glob of paths to leave out, relative to PATH (repeatable; replaces the configured list)")
+        list[str] | None, typer.Option(help="glob of paths to leave out, relative to PATH (repeatable; replaces the configured list)")
     ] = None,
     prune: Annotated[bool, typer.Option(help="remove documents whose files are gone")] = False,
 ) -> None:
@@ -226,12 +196,12 @@ def drop_index(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="the question")],
-    index: Annotated[Optional[str], typer.Option(help="index name (default: from settings)")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", help="chunks to return")] = None,
-    lexical_k: Annotated[Optional[int], typer.Option(help="BM25 hits to join (hybrid)")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="semantic | lexical | hybrid")] = None,
+    index: Annotated[str | None, typer.Option(help="index name (default: from settings)")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="chunks to return")] = None,
+    lexical_k: Annotated[int | None, typer.Option(help="BM25 hits to join (hybrid)")] = None,
+    mode: Annotated[str | None, typer.Option(help="semantic | lexical | hybrid")] = None,
     strategy: Annotated[
-        Optional[str], typer.Option(help="chunks | sentence-window | parent-section (text around each hit)")
+        str | None, typer.Option(help="chunks | sentence-window | parent-section (text around each hit)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
@@ -262,9 +232,9 @@ def serve(
     serve_config: Annotated[
         Path, typer.Option("--config", help="Ray Serve config file (deployments, replicas, CPUs/GPUs)")
     ] = Path("config/serve.yaml"),
-    host: Annotated[Optional[str], typer.Option(help="listen address (default: the Serve config's)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="listen port (default: the Serve config's)")] = None,
-    index: Annotated[Optional[str], typer.Option(help="index answered from by default")] = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default: the Serve config's)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: the Serve config's)")] = None,
+    index: Annotated[str | None, typer.Option(help="index answered from by default")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for every deployment to run")] = 300.0,
 ) -> None:
     """Run the query service (gateway, embedder, retriever, reranker, router, generator) until Ctrl-C.
@@ -281,8 +251,8 @@ def serve(
     with _clear_errors():
         settings = _settings(index=index)
         app_args: dict[str, Any] = {"index": index} if index else {}
-        if _State.config:
-            app_args["settings"] = str(_State.config.resolve())
+        if CliState.config:
+            app_args["settings"] = str(CliState.config.resolve())
         if not settings.database_url:  # start the embedded server once, here, for every replica
             app_args["database_url"] = database_url(settings)
         try:
@@ -320,10 +290,10 @@ def serve(
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="the question")],
-    url: Annotated[Optional[str], typer.Option(help="gateway URL (default: serving.url)")] = None,
-    index: Annotated[Optional[str], typer.Option(help="index to answer from (default: the gateway's)")] = None,
-    llm: Annotated[Optional[str], typer.Option(help="answer with this LLM (or `extractive`)")] = None,
-    k: Annotated[Optional[int], typer.Option("-k", help="chunks to retrieve")] = None,
+    url: Annotated[str | None, typer.Option(help="gateway URL (default: serving.url)")] = None,
+    index: Annotated[str | None, typer.Option(help="index to answer from (default: the gateway's)")] = None,
+    llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`)")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="chunks to retrieve")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer as it arrives")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the answer as JSON (with --stream: one event per line)")] = False,
 ) -> None:
@@ -429,12 +399,13 @@ def _metrics_table(title: str, ours: dict, reference: dict) -> Table:
 @train_app.command("reranker")
 def train_reranker(
     data: Annotated[Path, typer.Option(help="JSON array of {question, source} (e.g. embedding_qa.json)")],
-    base_url: Annotated[Optional[str], typer.Option(help="docs URL whose first path segment is the tag")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="artifact path (default: from settings)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="docs URL whose first path segment is the tag")] = None,
+    output: Annotated[Path | None, typer.Option(help="artifact path (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Train the tag classifier: stratified 80/20 split (seed 1234), weighted scores, sanity checks."""
-    from services.reranker.training import load_qa_pairs, train_reranker as train
+    from services.reranker.training import load_qa_pairs
+    from services.reranker.training import train_reranker as train
 
     with _training_errors():
         settings = _settings(rerank={"base_url": base_url, "artifact": output})
@@ -462,11 +433,12 @@ def train_reranker(
 @train_app.command("router")
 def train_router(
     data: Annotated[Path, typer.Option(help="JSON lines of {question, target} (1: open-source LLM, 0: strong)")],
-    output: Annotated[Optional[Path], typer.Option(help="artifact path (default: from settings)")] = None,
+    output: Annotated[Path | None, typer.Option(help="artifact path (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Train the router: 5-fold cross-validated scores, then a fit on all rows."""
-    from services.router.router import load_routing_rows, train_router as train
+    from services.router.router import load_routing_rows
+    from services.router.router import train_router as train
 
     with _training_errors():
         settings = _settings(router={"artifact": output})
@@ -482,7 +454,7 @@ def train_router(
 @eval_app.command("router")
 def eval_router(
     data: Annotated[Path, typer.Option(help="JSON lines of {question, target}")],
-    model: Annotated[Optional[Path], typer.Option(help="artifact path (default: from settings)")] = None,
+    model: Annotated[Path | None, typer.Option(help="artifact path (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Score the trained router on a labelled file."""
@@ -503,54 +475,20 @@ EVAL_CONCURRENCY = 4  # questions in flight: enough to overlap LLM waits without
 EVAL_RUNS_DIR = Path("eval-runs")
 
 
-@contextmanager
-def _eval_errors():
-    from docent.store import IndexNotFound
-    from docent.types import UnknownLLM
-    from evaluation.retrieval import EvalSetError
-
-    with _clear_errors():
-        try:
-            yield
-        except (EvalSetError, UnknownLLM, IndexNotFound) as exc:
-            raise _fail(str(exc), USAGE_ERROR) from None
-
-
-class _AnswerProgress:
-    """A bar of questions answered, shown from the run's first report: after its inputs were checked."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.bar, self.task = enabled, None, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            columns = [TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-            self.bar = Progress(*columns, console=errors)
-            self.bar.start()
-            self.task = self.bar.add_task("answering", total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @eval_app.command("run")
 def eval_run(
     eval_file: Annotated[Path, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}")],
     references: Annotated[
-        Optional[Path], typer.Option(help="reference answers: JSON array (or lines) of {question, answer}")
+        Path | None, typer.Option(help="reference answers: JSON array (or lines) of {question, answer}")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="folder of the run's files (default: ./eval-runs/INDEX)")] = None,
-    index: Annotated[Optional[str], typer.Option(help="index to answer from (default: from settings)")] = None,
-    num_chunks: Annotated[Optional[int], typer.Option(min=0, help="chunks retrieved per question")] = None,
-    llm: Annotated[Optional[str], typer.Option(help="answer with this LLM (or `extractive`), not the routed one")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder of the run's files (default: ./eval-runs/INDEX)")] = None,
+    index: Annotated[str | None, typer.Option(help="index to answer from (default: from settings)")] = None,
+    num_chunks: Annotated[int | None, typer.Option(min=0, help="chunks retrieved per question")] = None,
+    llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`), not the routed one")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="questions answered at once")] = EVAL_CONCURRENCY,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N questions")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
     judge: Annotated[
-        Optional[str], typer.Option(help="score answers 1–5 against the references with this configured LLM")
+        str | None, typer.Option(help="score answers 1–5 against the references with this configured LLM")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
@@ -564,7 +502,7 @@ def eval_run(
     from evaluation.judge import Judge
     from evaluation.runner import load_references, open_eval_set, run_eval
 
-    with _eval_errors():
+    with eval_errors():
         settings = _settings(index=index, retrieval={"num_chunks": num_chunks})
         judges = {m.name: m for m in settings.generation.llms}
         if judge is not None and judge not in judges:
@@ -572,7 +510,7 @@ def eval_run(
         eval_set = open_eval_set(eval_file)
         answers = load_references(references) if references else {}
         out = out or EVAL_RUNS_DIR / settings.index_name
-        progress = _AnswerProgress(enabled=not as_json)
+        progress = CountProgress("answering", enabled=not as_json)
         grader = Judge(judges[judge]) if judge is not None else None
 
         async def evaluate():

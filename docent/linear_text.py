@@ -36,7 +36,7 @@ class LinearTextModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_sklearn(cls, kind: str, vectorizer, classifier, metadata: dict[str, Any]) -> "LinearTextModel":
+    def from_sklearn(cls, kind: str, vectorizer, classifier, metadata: dict[str, Any]) -> LinearTextModel:
         idf = getattr(vectorizer, "idf_", None)
         return cls(
             kind=kind,
@@ -90,7 +90,7 @@ class LinearTextModel:
         return path
 
     @classmethod
-    def load(cls, path: Path, kind: str) -> "LinearTextModel":
+    def load(cls, path: Path, kind: str) -> LinearTextModel:
         if not path.is_file():
             raise ArtifactError(f"no {kind} artifact at {path}: train one with `docent train {kind}`")
         try:

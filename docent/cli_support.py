@@ -1,0 +1,96 @@
+"""What every `docent` command shares: consoles, exit codes, settings and clear errors.
+
+Commands live in `docent.cli` and in `docent.commands.*`; both import from here so
+that a command module never imports the CLI that registers it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from docent.settings import ConfigFileError, Settings, load_settings
+
+console = Console()
+errors = Console(stderr=True)
+
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+INTERRUPTED = 130
+
+
+class CliState:
+    """Set by the top-level callback: the `--config` file every command's settings start from."""
+
+    config: Path | None = None
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def clear_errors():
+    """Known failures become one-line messages and exit codes, never tracebacks."""
+    from docent.db import DatabaseError
+    from ingest.errors import IngestError, SourceError
+    from services.embedder.model import EmbeddingModelError
+    from services.retriever.lexical import LexicalIndexError
+
+    try:
+        yield
+    except (SourceError, ConfigFileError) as exc:
+        raise fail(str(exc), USAGE_ERROR) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise fail(f"invalid settings: {problems}", USAGE_ERROR) from None
+    except (DatabaseError, EmbeddingModelError, LexicalIndexError, IngestError) as exc:
+        raise fail(str(exc), RUNTIME_ERROR) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; documents written so far are kept, re-run to finish", INTERRUPTED) from None
+
+
+@contextmanager
+def eval_errors():
+    """`clear_errors`, plus the mistakes an evaluation's inputs can hold (exit 2)."""
+    from docent.store import IndexNotFound
+    from docent.types import UnknownLLM
+    from evaluation.retrieval import EvalSetError
+
+    with clear_errors():
+        try:
+            yield
+        except (EvalSetError, UnknownLLM, IndexNotFound) as exc:
+            raise fail(str(exc), USAGE_ERROR) from None
+
+
+def cli_settings(**overrides: Any) -> Settings:
+    return load_settings(CliState.config, **overrides)
+
+
+class CountProgress:
+    """A bar of items done, shown from the first report (after the inputs were checked), on stderr."""
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label, self.enabled, self.bar, self.task = label, enabled, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            columns = [TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            self.bar = Progress(*columns, console=errors)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
