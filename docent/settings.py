@@ -197,6 +197,53 @@ class ServingSettings(BaseModel):
     )
 
 
+class PriceSettings(BaseModel):
+    prompt: float = Field(ge=0, description="$ per million prompt tokens")
+    sampled: float = Field(ge=0, description="$ per million sampled tokens")
+
+
+def _reference_prices() -> dict[str, PriceSettings]:
+    """The reference guide's price table, for cost analysis of LLMs not configured to answer."""
+    table = {
+        "gpt-3.5-turbo": (1.5, 2), "gpt-4": (30, 60), "gpt-4-1106-preview": (10, 30),
+        "llama-2-7b": (0.15, 0.15), "llama-2-13b": (0.25, 0.25), "llama-2-70b": (1, 1),
+        "codellama-34b": (1, 1), "mistral-7b": (0.15, 0.15), "mixtral-8x7b": (0.5, 0.5),
+    }
+    return {name: PriceSettings(prompt=prompt, sampled=sampled) for name, (prompt, sampled) in table.items()}
+
+
+class EvaluationSettings(BaseModel):
+    judge: str | None = Field(None, description="configured LLM that grades answers (quality_score, Ragas-style metrics)")
+    judge_attempts: int = Field(3, ge=1, description="tries for a judge reply with a usable score")
+    concurrency: int = Field(4, ge=1, description="questions answered (and judged) at once")
+    relevancy_questions: int = Field(3, ge=1, description="questions generated back from an answer (answer relevancy)")
+    golden_sections_per_task: int = Field(8, ge=1, description="sections per Ray task generating golden questions")
+    golden_dedup_similarity: float = Field(
+        0.8, gt=0, le=1, description="golden questions at least this similar (token Jaccard) to a kept one are dropped"
+    )
+    prices: dict[str, PriceSettings] = Field(
+        default_factory=_reference_prices,
+        description="$ per million tokens of LLMs to estimate costs for (configured LLMs use their own prices)",
+    )
+
+
+class ExperimentSettings(BaseModel):
+    trial_cpus: float = Field(1.0, gt=0, description="CPUs Ray Tune reserves per trial")
+    trial_gpus: float = Field(0.0, ge=0, description="GPUs Ray Tune reserves per trial")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="trials at once; default: as resources allow")
+    runs_dir: Path | None = Field(None, description="trial folders (responses, evaluation); default: <data_dir>/experiments")
+
+
+class FinetuneSettings(BaseModel):
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=2, description="question-section pairs per step (in-batch negatives)")
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="pairs held out for the retrieval evaluator")
+    max_new_words: int = Field(1000, ge=0, description="most frequent out-of-vocabulary corpus words added (with --add-vocab)")
+    seed: int = 1234
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCENT_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -207,6 +254,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "DOCENT_DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DOCENT_REDIS_URL"))
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "DOCENT_RAY_ADDRESS"))
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DOCENT_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server for experiments; default: an SQLite store under <data_dir>/mlflow",
+    )
 
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
@@ -218,6 +269,9 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @field_validator("data_dir")
     @classmethod

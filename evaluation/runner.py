@@ -189,11 +189,12 @@ async def _answer(pipeline: Any, question: EvalQuestion, options: QueryOptions) 
     try:
         answer = await pipeline.answer(QueryRequest(query=question.question, options=options))
     except Exception as exc:  # noqa: BLE001 - one failed question is recorded, not the end of the run
-        return row | {"answer": None, "sources": [], "llm": None, "route": None, "usage": None, "cost": 0.0,
+        return row | {"answer": None, "sources": [], "contexts": [], "llm": None, "route": None, "usage": None, "cost": 0.0,
                       "timings_ms": {}, "error": f"{type(exc).__name__}: {exc}".rstrip(": ")}
     return row | {
         "answer": answer.answer,
         "sources": [s.source for s in answer.sources],
+        "contexts": [s.text for s in answer.sources],  # what the answer was given: context metrics and costs read it
         "llm": answer.llm,
         "route": answer.route.model_dump(),
         "usage": answer.usage.model_dump(),

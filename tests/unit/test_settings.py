@@ -40,7 +40,7 @@ def test_the_example_config_lists_the_defaults(monkeypatch):
 
     import yaml
 
-    for name in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DOCENT_DATA_DIR"):
+    for name in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "DOCENT_DATA_DIR", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     example = Path(__file__).resolve().parents[2] / "config" / "docent.example.yaml"
     values = yaml.safe_load(example.read_text())
