@@ -100,7 +100,7 @@ def _as_score(raw: Any) -> int:
     return int(number)
 
 
-class _WordCount:
+class WordCount:
     """Counts the usage an endpoint did not report; the judge ignores usage, so no real tokenizer is loaded."""
 
     def count(self, text: str) -> int:
@@ -117,7 +117,7 @@ class Judge:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         self.llm, self.max_attempts = llm, max_attempts
-        self._client = LLMClient(llm, temperature=JUDGE_TEMPERATURE, tokenizer=_WordCount())
+        self._client = LLMClient(llm, temperature=JUDGE_TEMPERATURE, tokenizer=WordCount())
 
     @property
     def name(self) -> str:

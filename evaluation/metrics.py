@@ -6,7 +6,9 @@ question has one gold page, so recall@k is a hit within the top k and the ideal 
 Answers are compared with the reference answer without an LLM: token F1 here, and the
 cosine of embeddings (computed by the runner, which has the model). With an LLM judge,
 `quality_score` is the mean of its 1–5 scores over the rows it scored; `unscored` counts
-the rows it judged but could not score.
+the rows it judged but could not score. The Ragas-style metrics (faithfulness, answer
+relevancy, context precision and recall) are averaged the same way; `ragas_unscored`
+counts the rows with at least one of them left unscored.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from evaluation.retrieval import retrieval_hit
 RECALL_KS = (1, 3, 5, 10)  # plus recall@all, which is `hit`
 RECALL_METRICS = (*(f"recall@{k}" for k in RECALL_KS), "recall@all")
 ANSWER_METRICS = ("token_f1", "answer_similarity")
+# Ragas-style metrics (evaluation/ragas.py), graded by the judge LLM; None: unscored.
+RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 
 # Citations the generator writes, like [3] or [1, 2], are not words of the answer.
 _CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
@@ -103,6 +107,9 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     judged = [r["scores"]["quality"] for r in rows if "quality" in r["scores"]]
     summary["quality_score"] = _mean(q for q in judged if q is not None)  # the LLM judge's 1–5, scored rows only
     summary["unscored"] = sum(q is None for q in judged)
+    for name in RAGAS_METRICS:  # scored rows only
+        summary[name] = _mean(r["scores"][name] for r in rows if r["scores"].get(name) is not None)
+    summary["ragas_unscored"] = sum(any(n in r["scores"] and r["scores"][n] is None for n in RAGAS_METRICS) for r in rows)
     summary["mean_latency_ms"] = _mean(latencies)
     summary["total_cost"] = sum(r.get("cost") or 0.0 for r in answered)
     return summary

@@ -11,6 +11,10 @@ The run writes into one folder:
 - `judgements.jsonl` (with a judge): the LLM judge's verdict on each answer, appended as it
   arrives and keyed by judge, question, reference and answer, so a new run judges only what
   is new; unscored verdicts are judged again.
+- `ragas.jsonl` (with a Ragas scorer): faithfulness, answer relevancy, context precision and
+  recall of each answer (evaluation/ragas.py), appended as they arrive and keyed by scorer,
+  question, answer, contexts and reference; a new run scores only what is new, and asks
+  again for the metrics left unscored.
 - `evaluation.json`: the configuration, the eval set, every row with its scores, and the
   means over all questions and over the in-corpus ones (gold page in the index).
 """
@@ -32,13 +36,15 @@ from docent.settings import EmbeddingSettings, Settings
 from docent.store import IndexRecord, IndexStore
 from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, UnknownLLM, page_of
 from evaluation.judge import Judge, JudgeVerdict
-from evaluation.metrics import aggregate, cosine_similarity, retrieval_metrics, token_f1
+from evaluation.metrics import RAGAS_METRICS, aggregate, cosine_similarity, retrieval_metrics, token_f1
+from evaluation.ragas import MetricScore, RagasScorer, RagasScores
 from evaluation.retrieval import EvalQuestion, EvalSetError, load_eval_set, read_json_rows
 
 RESPONSES_FILE = "responses.jsonl"
 CONFIG_FILE = "config.json"
 EVALUATION_FILE = "evaluation.json"
 JUDGEMENTS_FILE = "judgements.jsonl"
+RAGAS_FILE = "ragas.jsonl"
 _LLM_ESSENTIALS = {"name", "model", "base_url", "context_length", "max_tokens"}  # not keys, prices or timeouts
 
 ProgressCallback = Callable[[int, int], None]  # (questions answered, questions in the run)
@@ -96,12 +102,14 @@ async def run_eval(
     progress: ProgressCallback | None = None,
     llm: str | None = None,
     judge: Judge | None = None,
+    ragas: RagasScorer | None = None,
 ) -> EvalReport:
     """Answer the first `limit` questions (all by default) not yet in `out_dir`, then score every answer.
 
     `llm` asks every question of that LLM (or `extractive`); by default the router chooses.
     `judge` also scores each answer that has a reference answer 1–5 (`scores["quality"]`),
     `concurrency` answers at a time, judging only those not judged by an earlier run.
+    `ragas` adds the Ragas-style metrics of each answer (context ones where a reference exists), likewise resumable.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -137,7 +145,10 @@ async def run_eval(
     verdicts = {}
     if judge is not None:
         verdicts = await _verdicts(judge, ordered, references, out_dir / JUDGEMENTS_FILE, concurrency)
-    rows = await _scored_rows(ordered, references, pages, embedding, verdicts)
+    ragas_scores = {}
+    if ragas is not None:
+        ragas_scores = await _ragas_scores(ragas, ordered, references, out_dir / RAGAS_FILE, concurrency)
+    rows = await _scored_rows(ordered, references, pages, embedding, verdicts, ragas_scores)
     aggregates = aggregate(rows, pages)
     evaluation = {
         "config": config,
@@ -146,7 +157,7 @@ async def run_eval(
         "aggregates": aggregates,
     }
     evaluation_path = out_dir / EVALUATION_FILE
-    _write_atomically(evaluation_path, json.dumps(evaluation, indent=2) + "\n")
+    write_atomically(evaluation_path, json.dumps(evaluation, indent=2) + "\n")
     return EvalReport(responses, evaluation_path, aggregates, asked=len(pending))
 
 
@@ -229,7 +240,7 @@ async def _verdicts(
 
     tasks = [asyncio.ensure_future(judge_one(r)) for r in pending]
     try:
-        with path.open("a", encoding="utf-8") as file:
+        with _append_lines(path) as file:
             for finished in asyncio.as_completed(tasks):
                 question, verdict = await finished
                 line = {"key": keys[question], "judge": judge.name, "question": question} | verdict.to_json()
@@ -263,6 +274,85 @@ def resume_judgements(path: Path) -> dict[str, JudgeVerdict]:
     return judged
 
 
+def _ragas_key(scorer: RagasScorer, row: dict[str, Any], reference: str | None) -> str:
+    payload = [*scorer.signature, row["question"], row["answer"], row.get("contexts"), reference]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def _ragas_wanted(row: dict[str, Any], reference: str | None) -> tuple[str, ...]:
+    """The metrics a row can have: context ones need its contexts (rows of older runs lack them) and a reference."""
+    if "contexts" not in row:
+        return ("answer_relevancy",)
+    return RAGAS_METRICS if reference else ("faithfulness", "answer_relevancy")
+
+
+async def _ragas_scores(
+    scorer: RagasScorer, rows: Sequence[dict[str, Any]], references: dict[str, str], path: Path, concurrency: int
+) -> dict[str, RagasScores]:
+    """question → its Ragas-style scores, for each answered row.
+
+    Only the metrics `path` does not hold scored already are asked for; what they get is appended to it.
+    """
+    answered = [r for r in rows if r.get("answer") and not r.get("error")]
+    keys = {r["question"]: _ragas_key(scorer, r, references.get(r["question"])) for r in answered}
+    stored = resume_ragas(path)
+    results = {question: RagasScores(stored.get(key, {})) for question, key in keys.items()}
+    missing = {
+        r["question"]: [m for m in _ragas_wanted(r, references.get(r["question"])) if m not in results[r["question"]].metrics]
+        for r in answered
+    }
+    pending = [r for r in answered if missing[r["question"]]]
+    slots = asyncio.Semaphore(concurrency)
+
+    async def score_one(row: dict[str, Any]) -> tuple[str, RagasScores]:
+        question = row["question"]
+        async with slots:
+            contexts, reference = row.get("contexts") or [], references.get(question)
+            return question, await scorer.score(question, row["answer"], contexts, reference, missing[question])
+
+    tasks = [asyncio.ensure_future(score_one(r)) for r in pending]
+    try:
+        with _append_lines(path) as file:
+            for finished in asyncio.as_completed(tasks):
+                question, new = await finished
+                line = {"key": keys[question], "scorer": scorer.name, "question": question, "metrics": new.to_json()}
+                file.write(json.dumps(line) + "\n")
+                file.flush()
+                results[question] = RagasScores(results[question].metrics | new.metrics)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return results
+
+
+def _append_lines(path: Path) -> Any:
+    """`path` opened to append lines; a line a killed run left without its newline is ended first, not continued."""
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a", encoding="utf-8") as file:
+            file.write("\n")
+    return path.open("a", encoding="utf-8")
+
+
+def resume_ragas(path: Path) -> dict[str, dict[str, MetricScore]]:
+    """key → the metrics scored so far in `path` (later lines add to earlier ones).
+
+    Unreadable lines (a killed write) and unscored metrics are skipped: they are asked for again.
+    """
+    if not path.exists():
+        return {}
+    scored: dict[str, dict[str, MetricScore]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            key, scores = row["key"], RagasScores.from_json(row["metrics"])
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
+            continue
+        if isinstance(key, str):
+            scored.setdefault(key, {}).update(scores.scored)
+    return scored
+
+
 def resume_responses(path: Path) -> list[dict[str, Any]]:
     """The answered rows already in `path`; the file is rewritten without what a new run replaces.
 
@@ -293,7 +383,7 @@ def resume_responses(path: Path) -> list[dict[str, Any]]:
         rows.append(row)
     clean = "".join(line + "\n" for line in kept)
     if clean != "\n".join(lines):
-        _write_atomically(path, clean)
+        write_atomically(path, clean)
     return rows
 
 
@@ -303,12 +393,15 @@ async def _scored_rows(
     pages: set[str],
     embedding: EmbeddingSettings,
     verdicts: dict[str, JudgeVerdict] | None = None,
+    ragas: dict[str, RagasScores] | None = None,
 ) -> list[dict[str, Any]]:
     """Every row with `in_corpus` and `scores`; answer metrics only where a reference answer exists.
 
-    A row with a verdict also gets `scores["quality"]` (None: unscored) and `judge`.
+    A row with a verdict also gets `scores["quality"]` (None: unscored) and `judge`; a row with
+    Ragas-style scores gets each metric's score in `scores` (None: unscored) and its attempts,
+    error and counts in `ragas`.
     """
-    verdicts = verdicts or {}
+    verdicts, ragas = verdicts or {}, ragas or {}
     with_reference = [r for r in rows if r["question"] in references and not r.get("error")]
     similarities = await asyncio.to_thread(_similarities, with_reference, references, embedding)
     scored = []
@@ -323,6 +416,9 @@ async def _scored_rows(
         if (verdict := verdicts.get(row["question"])) is not None:
             scores["quality"] = verdict.score
             extra["judge"] = {"reasoning": verdict.reasoning, "attempts": verdict.attempts, "error": verdict.error}
+        if (graded := ragas.get(row["question"])) is not None:
+            scores.update(graded.values)
+            extra["ragas"] = {name: {k: v for k, v in m.items() if k != "score"} for name, m in graded.to_json().items()}
         scored.append(row | extra)
     return scored
 
@@ -378,7 +474,7 @@ def _claim_folder(path: Path, config: dict[str, Any]) -> None:
                 "use another --out or remove the folder"
             )
         return
-    _write_atomically(path, json.dumps(config, indent=2) + "\n")
+    write_atomically(path, json.dumps(config, indent=2) + "\n")
 
 
 def _differences(before: Any, after: Any, where: str = "") -> list[str]:
@@ -389,7 +485,7 @@ def _differences(before: Any, after: Any, where: str = "") -> list[str]:
     return [] if before == after else [f"{where}: {json.dumps(before)} → {json.dumps(after)}"]
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)

@@ -21,6 +21,27 @@ Judge models (the last message holds the query, reference and answer):
 - `judge-garbled`: always garbage;
 - `judge-out-of-range`: a JSON verdict of score `OUT_OF_RANGE_SCORE`.
 
+Ragas-style grading (evaluation/ragas.py), the task told apart by its system prompt and
+every reply computed from the prompt's text (see `ragas_reply`):
+
+- `ragas`: claims are the answer's sentences (in a ``` fence with words around it); a
+  claim, a reference sentence or a reference answer is supported by passages that hold
+  at least `SUPPORT_SHARE` of its words of 4+ letters (`supported`); verdicts come as
+  booleans, as `{"passage": n, "useful": "yes"}` objects, or as 1/0 after a `Verdicts:`
+  label; the relevancy questions are `relevancy_questions(answer, n)`, noncommittal when
+  the answer says the docs do not say;
+- `ragas-garbled-once`: garbage the first time a given message is graded, then `ragas`;
+- `ragas-garbled`: always garbage.
+
+References and golden sets:
+
+- `reference`: answers with the first sentence of the prompt's `Context:` section;
+- `golden`: `{"question": "What does the documentation say about <section title>?",
+  "answer": <the section's first sentence>}` in a fence, for the section in the prompt;
+- `golden-garbled`: by `golden_kind(section title)` of the prompt's section: the `golden`
+  pair, no JSON, no question, an empty answer, or a question about Orbit's scheduling
+  that is the same (up to a last word) for every section of that kind: duplicates.
+
 Every request body is recorded in `requests`.
 """
 
@@ -33,6 +54,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +73,10 @@ JUDGE_SCORE = 4
 OUT_OF_RANGE_SCORE = 9
 GARBLED_REPLY = "I think this answer is rather nice, all things considered."
 _SOURCE_LINE = re.compile(r"^\[\d+\] ", re.MULTILINE)
+SUPPORT_SHARE = 0.6
+GOLDEN_KINDS = ("ok", "no JSON", "no question", "empty answer", "duplicate")
+NEAR_DUPLICATES = ("How does Orbit schedule jobs?", "How does Orbit schedule jobs today?")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 
 
 def echo_answer(messages: list[dict[str, Any]]) -> str:
@@ -65,6 +91,100 @@ def judge_reply(score: int) -> str:
 
 def words(text: str) -> list[str]:
     return re.findall(r"\S+\s*", text)
+
+
+# --- ragas, references and golden replies, computed from the prompt ---------------------
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", _CITATION.sub("", text).strip()) if s.strip()]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z_]+", text.lower()) if len(w) >= 4}
+
+
+def supported(passages: str, statement: str) -> bool:
+    """At least SUPPORT_SHARE of the statement's words of 4+ letters are in the passages."""
+    wanted = content_words(statement)
+    return not wanted or len(wanted & content_words(passages)) / len(wanted) >= SUPPORT_SHARE
+
+
+def relevancy_questions(answer: str, n: int) -> list[str]:
+    topic = " ".join(re.findall(r"\w+", _CITATION.sub("", answer))[:6])
+    return [f"What does the documentation say about {topic}?" if i == 0 else f"What is {topic}, part {i}?"
+            for i in range(n)]
+
+
+def noncommittal(answer: str) -> bool:
+    return "do not say" in answer.lower() or "don't know" in answer.lower()
+
+
+def section(text: str, label: str, end: str | None = None) -> str:
+    """The text after `label:` and before the next `end:` label."""
+    after = text.split(f"{label}:\n", 1)[-1]
+    return after.split(f"\n\n{end}:\n", 1)[0] if end else after
+
+
+def items(block: str) -> list[str]:
+    """The items of a numbered list (`[n] ...` or `n. ...`, one blank line apart), found in order 1, 2, …"""
+    starts: list[int] = []
+    while (at := _item_start(block, len(starts) + 1, starts[-1] if starts else None)) is not None:
+        starts.append(at)
+    return [block[a:b].strip().split(" ", 1)[-1] for a, b in zip(starts, [*starts[1:], len(block)])]
+
+
+def _item_start(block: str, number: int, after: int | None) -> int | None:
+    marks = (f"[{number}] ", f"{number}. ")
+    if after is None:
+        return 0 if block.startswith(marks) else None
+    found = [at for mark in marks if (at := block.find(f"\n\n{mark}", after)) >= 0]
+    return min(found) + 2 if found else None
+
+
+def ragas_reply(system: str, user: str) -> str:
+    if '"claims"' in system:
+        claims = json.dumps({"claims": sentences(section(user, "Answer"))})
+        return f"Here are the claims:\n```json\n{claims}\n```\nDone."
+    if '"questions"' in system:
+        wanted = int(re.search(r"write (\d+) different questions", system).group(1))
+        answer = section(user, "Answer")
+        return json.dumps({"questions": relevancy_questions(answer, wanted), "noncommittal": noncommittal(answer)})
+    if "useful" in system:
+        reference, passages = section(user, "Reference answer", "Passages"), items(section(user, "Passages"))
+        verdicts = [{"passage": i, "useful": "yes" if supported(p, reference) else "no"} for i, p in enumerate(passages, 1)]
+        return json.dumps({"verdicts": verdicts})
+    if "sentence" in system:
+        passages = section(user, "Passages", "Reference answer sentences")
+        verdicts = [int(supported(passages, s)) for s in items(section(user, "Reference answer sentences"))]
+        return f"Verdicts: {json.dumps({'verdicts': verdicts})}"
+    passages = section(user, "Passages", "Claims")
+    return json.dumps({"verdicts": [supported(passages, claim) for claim in items(section(user, "Claims"))]})
+
+
+def reference_reply(user: str) -> str:
+    found = sentences(section(user, "Context"))
+    return found[0] if found else "The context does not say."
+
+
+def golden_kind(title: str) -> str:
+    return GOLDEN_KINDS[zlib.crc32(title.encode()) % len(GOLDEN_KINDS)]
+
+
+def golden_reply(user: str, garbled: bool) -> str:
+    title = re.search(r"^Section: (.*)$", user, re.MULTILINE).group(1)
+    first = (sentences(section(user, "Text")) or [""])[0]
+    pair = {"question": f"What does the documentation say about {title}?", "answer": first}
+    kind = golden_kind(title) if garbled else None
+    if kind == "no JSON":
+        return "Sorry, I would rather not write a question about this."
+    if kind == "no question":
+        pair = {"answer": first}
+    elif kind == "empty answer":
+        pair["answer"] = ""
+    elif kind == "duplicate":
+        pair["question"] = NEAR_DUPLICATES[zlib.crc32(title.encode()) // len(GOLDEN_KINDS) % 2]
+    return f"```json\n{json.dumps(pair)}\n```"
 
 
 class SSEResponse(Response):
@@ -202,6 +322,15 @@ class LLMServer:
             return paced(words(GARBLED_REPLY), interval=0)
         if model == "judge-out-of-range":
             return paced(words(judge_reply(OUT_OF_RANGE_SCORE)), interval=0)
+        system = messages[0]["content"] if len(messages) > 1 else ""
+        if model == "ragas" or (model == "ragas-garbled-once" and not self._first_time(f"{model}\n{system}\n{question}")):
+            return paced(words(ragas_reply(system, question)), interval=0)
+        if model in ("ragas-garbled", "ragas-garbled-once"):
+            return paced(words(GARBLED_REPLY), interval=0)
+        if model == "reference":
+            return paced(words(reference_reply(question)), interval=0)
+        if model in ("golden", "golden-garbled"):
+            return paced(words(golden_reply(question, garbled=model == "golden-garbled")), interval=0)
         if model == "tokens-slow":
             return paced([f"w{i} " for i in range(SLOW_TOKENS)], interval=SLOW_TOKEN_INTERVAL_S)
         return None
