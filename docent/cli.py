@@ -432,22 +432,53 @@ def train_reranker(
 
 @train_app.command("router")
 def train_router(
-    data: Annotated[Path, typer.Option(help="JSON lines of {question, target} (1: open-source LLM, 0: strong)")],
+    data: Annotated[
+        Path | None, typer.Option(help="JSON lines of {question, target} (1: open-source LLM, 0: strong)")
+    ] = None,
+    from_eval: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option("--from-eval", help="OSS.json STRONG.json: two `docent eval run --judge` evaluations of the same questions"),
+    ] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(min=0, help="with --from-eval: label 1 where OSS quality ≥ strong quality − this")
+    ] = None,
+    labels_out: Annotated[Path | None, typer.Option(help="with --from-eval: also write the labels as JSON lines")] = None,
     output: Annotated[Path | None, typer.Option(help="artifact path (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
-    """Train the router: 5-fold cross-validated scores, then a fit on all rows."""
+    """Train the router: cross-validated scores (5 folds, fewer for a small label set), then a fit on all rows.
+
+    Labels come from --data, or from --from-eval: the system's own judgements of an open-source and a strong LLM on the same eval set.
+    """
+    from evaluation.routing import labels_from_evaluations
     from services.router.router import load_routing_rows
     from services.router.router import train_router as train
 
+    if (data is None) == (from_eval is None):
+        raise _fail("give --data FILE or --from-eval OSS.json STRONG.json (one of them)", USAGE_ERROR)
     with _training_errors():
-        settings = _settings(router={"artifact": output})
-        router, metrics = train(load_routing_rows(data))
+        settings = _settings(router={"artifact": output, "label_tolerance": tolerance})
+        labels = None
+        if from_eval is not None:
+            labels = labels_from_evaluations(*from_eval, settings.router.label_tolerance)
+            if labels_out is not None:
+                labels_out.write_text(labels.to_jsonl(), encoding="utf-8")
+        rows = labels.rows if labels is not None else load_routing_rows(data)
+        router, metrics = train(rows)
         path = router.model.save(settings.model_artifact("router"))
+    source = {} if labels is None else {
+        "labels": {"rows": len(labels.rows), "open_source": sum(t for _, t in labels.rows),
+                   "unscored": labels.unscored, "unmatched": labels.unmatched}}
     if as_json:
-        print(json.dumps({"metrics": metrics, "artifact": str(path)}))
+        print(json.dumps({"metrics": metrics, "artifact": str(path)} | source))
         return
-    console.print(_metrics_table("5-fold cross-validation (positive: open-source)", metrics, REFERENCE_ROUTER))
+    if labels is not None:
+        counts = source["labels"]
+        console.print(f"labels from evaluations: {counts['rows']} questions, {counts['open_source']} to the open-source "
+                      f"LLM (tolerance {settings.router.label_tolerance}); {labels.unscored} unscored and "
+                      f"{labels.unmatched} unmatched left out")
+    title = f"{metrics['folds']}-fold cross-validation (positive: open-source)"
+    console.print(_metrics_table(title, metrics, REFERENCE_ROUTER))
     console.print(f"saved {path}")
 
 
@@ -471,7 +502,6 @@ def eval_router(
     console.print(f"routed to the open-source LLM: {metrics['routed_to_oss']:.1%}")
 
 
-EVAL_CONCURRENCY = 4  # questions in flight: enough to overlap LLM waits without crowding a CPU
 EVAL_RUNS_DIR = Path("eval-runs")
 
 
@@ -483,43 +513,75 @@ def eval_run(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="folder of the run's files (default: ./eval-runs/INDEX)")] = None,
     index: Annotated[str | None, typer.Option(help="index to answer from (default: from settings)")] = None,
-    num_chunks: Annotated[int | None, typer.Option(min=0, help="chunks retrieved per question")] = None,
+    num_chunks: Annotated[int | None, typer.Option(min=0, help="chunks retrieved per question (0: no context)")] = None,
+    lexical_k: Annotated[int | None, typer.Option(min=0, help="BM25 hits joined to the semantic ones")] = None,
+    fusion: Annotated[str | None, typer.Option(help="reference | rrf")] = None,
+    strategy: Annotated[str | None, typer.Option(help="chunks | sentence-window | parent-section")] = None,
+    rerank: Annotated[bool | None, typer.Option("--rerank/--no-rerank", help="rerank (default: when trained)")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="the generator's system prompt")] = None,
     llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`), not the routed one")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="questions answered at once")] = EVAL_CONCURRENCY,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="questions answered at once (default: evaluation.concurrency)")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N questions")] = None,
     judge: Annotated[
-        str | None, typer.Option(help="score answers 1–5 against the references with this configured LLM")
+        str | None, typer.Option(help="score answers 1–5 against the references with this configured LLM "
+                                 "(default: evaluation.judge)")
     ] = None,
+    ragas: Annotated[bool, typer.Option(
+        "--ragas", help="also grade faithfulness, answer relevancy, context precision and recall with the judge LLM "
+        "(--judge, or evaluation.judge)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
     """Answer an eval set with one configuration and score it offline; re-run to resume a stopped run.
+
+    The configuration is the settings (`docent --config FILE`) with the options given here.
 
     Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG.
 
     Answers, where a reference exists: token F1 and embedding similarity to the reference;
     with --judge, quality_score: an LLM's 1–5 grade (unscored: replies it could not grade).
+
+    With --ragas, Ragas-style metrics graded by the judge LLM: faithfulness and answer_relevancy of every answer; context_precision and context_recall where a reference exists.
     """
     from evaluation.judge import Judge
     from evaluation.runner import load_references, open_eval_set, run_eval
 
     with eval_errors():
-        settings = _settings(index=index, retrieval={"num_chunks": num_chunks})
+        settings = _settings(
+            index=index,
+            retrieval={"num_chunks": num_chunks, "lexical_k": lexical_k, "fusion": fusion, "strategy": strategy},
+            rerank={"enabled": rerank},
+            generation={"system_prompt": system_prompt},
+            evaluation={"judge": judge, "concurrency": concurrency},
+        )
         judges = {m.name: m for m in settings.generation.llms}
+        judge = settings.evaluation.judge
         if judge is not None and judge not in judges:
             raise _fail(f"unknown judge {judge!r}; configured LLMs: {', '.join(judges) or 'none'}", USAGE_ERROR)
+        if ragas and judge is None:
+            raise _fail("--ragas needs a judge LLM: --judge NAME, or evaluation.judge in the settings", USAGE_ERROR)
         eval_set = open_eval_set(eval_file)
         answers = load_references(references) if references else {}
         out = out or EVAL_RUNS_DIR / settings.index_name
         progress = CountProgress("answering", enabled=not as_json)
-        grader = Judge(judges[judge]) if judge is not None else None
+        grader = Judge(judges[judge], settings.evaluation.judge_attempts) if judge is not None else None
+        scorer = None
+        if ragas:
+            from evaluation.ragas import RagasScorer
+            from services.embedder.model import load_embedder
+
+            scorer = RagasScorer(judges[judge], load_embedder(settings.embedding),
+                                 settings.evaluation.judge_attempts, settings.evaluation.relevancy_questions)
 
         async def evaluate():
             try:
-                return await run_eval(settings, eval_set, answers, out, concurrency, limit, progress, llm=llm,
-                                      judge=grader)
+                return await run_eval(settings, eval_set, answers, out, settings.evaluation.concurrency, limit, progress, llm=llm,
+                                      judge=grader, ragas=scorer)
             finally:
-                if grader is not None:
-                    await grader.aclose()
+                for closing in (grader, scorer):
+                    if closing is not None:
+                        await closing.aclose()
 
         try:
             report = asyncio.run(evaluate())
@@ -544,6 +606,9 @@ EVAL_SUMMARY = (  # label, aggregate, format
     ("recall@5", "recall@5", "{:.3f}"), ("MRR", "mrr", "{:.3f}"), ("nDCG", "ndcg", "{:.3f}"),
     ("token F1", "token_f1", "{:.3f}"), ("answer similarity", "answer_similarity", "{:.3f}"),
     ("quality_score (1–5)", "quality_score", "{:.2f}"), ("unscored", "unscored", "{}"),
+    ("faithfulness", "faithfulness", "{:.3f}"), ("answer relevancy", "answer_relevancy", "{:.3f}"),
+    ("context precision", "context_precision", "{:.3f}"), ("context recall", "context_recall", "{:.3f}"),
+    ("ragas unscored", "ragas_unscored", "{}"),
     ("mean latency (ms)", "mean_latency_ms", "{:.0f}"), ("total cost ($)", "total_cost", "{:.4f}"),
 )
 
@@ -555,6 +620,21 @@ def _eval_table(aggregates: dict, index: str) -> Table:
     for label, key, form in EVAL_SUMMARY:
         table.add_row(label, *("–" if s.get(key) is None else form.format(s[key]) for s in subsets))
     return table
+
+
+from docent.commands.experiment import experiment_app
+
+app.add_typer(experiment_app, name="experiment")
+
+from docent.commands.finetune import finetune_app
+
+app.add_typer(finetune_app, name="finetune")
+
+
+from docent.commands import evaluate as _evaluate_commands
+
+eval_app.command("references")(_evaluate_commands.references)
+eval_app.command("golden")(_evaluate_commands.golden)
 
 
 def run() -> None:

@@ -123,6 +123,7 @@ class RetrievalSettings(BaseModel):
 
 
 class RerankSettings(BaseModel):
+    enabled: bool = Field(True, description="rerank when a tag classifier (or a cross-encoder) is available")
     threshold: float = Field(0.9, ge=0, le=1, description="tag probability needed to move a docs area first")
     k: int = Field(13, ge=1, description="chunks kept after reranking")
     cross_encoder_model: str | None = None
@@ -133,6 +134,9 @@ class RerankSettings(BaseModel):
 class RouterSettings(BaseModel):
     threshold: float = Field(0.5, ge=0, le=1, description="p(open-source answers well) needed to route there")
     artifact: Path | None = Field(None, description="router file; default: <data_dir>/models/router.zip")
+    label_tolerance: float = Field(
+        0.0, ge=0, description="train --from-eval: label 1 where the open-source LLM's quality is within this of the strong one's"
+    )
 
 
 class LLMSettings(BaseModel):
@@ -218,6 +222,7 @@ class EvaluationSettings(BaseModel):
     concurrency: int = Field(4, ge=1, description="questions answered (and judged) at once")
     relevancy_questions: int = Field(3, ge=1, description="questions generated back from an answer (answer relevancy)")
     golden_sections_per_task: int = Field(8, ge=1, description="sections per Ray task generating golden questions")
+    golden_min_section_chars: int = Field(200, ge=1, description="shortest section a golden question is asked about")
     golden_dedup_similarity: float = Field(
         0.8, gt=0, le=1, description="golden questions at least this similar (token Jaccard) to a kept one are dropped"
     )

@@ -17,7 +17,7 @@ from typing import Any
 from docent.settings import Settings
 from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, UnknownLLM, Usage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
-from services.reranker.tags import OTHER, rerank
+from services.reranker.tags import rerank
 from services.router.router import choose_llm
 
 
@@ -116,7 +116,7 @@ class QueryPipeline:
     async def _reranker_enabled(self) -> bool:
         """Asked once: a reranker without a classifier or cross-encoder is not worth a hop per request."""
         if self._reranker_has_models is None:
-            self._reranker_has_models = await self.reranker.enabled()
+            self._reranker_has_models = self.settings.rerank.enabled and await self.reranker.enabled()
         return self._reranker_has_models
 
     async def _route(self, request: QueryRequest) -> Route:
@@ -132,7 +132,7 @@ class QueryPipeline:
         settings = self.settings.rerank
         if prediction is not None:
             tag = prediction.confident(settings.threshold)
-            hits = rerank(hits, [h.source for h in hits], tag, settings.base_url, settings.k) if tag != OTHER else hits
+            hits = rerank(hits, [h.source for h in hits], tag, settings.base_url, settings.k)  # an unsure tag only cuts
         if settings.cross_encoder_model and await self._reranker_enabled():
             hits = await self.reranker.cross_rerank(request.query, hits)
         return hits

@@ -16,6 +16,7 @@ from docent.types import Route, UnknownLLM
 
 ARTIFACT_KIND = "router"
 OSS, STRONG = 1, 0
+MIN_ROWS_PER_LABEL = 2
 
 
 class RoutingDataError(ValueError):
@@ -81,6 +82,13 @@ def train_router(rows: list[tuple[str, int]], folds: int = 5, seed: int = 1234) 
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
     questions, targets = [q for q, _ in rows], [t for _, t in rows]
+    smallest = min(targets.count(OSS), targets.count(STRONG))
+    if smallest < MIN_ROWS_PER_LABEL:
+        raise RoutingDataError(
+            f"need at least {MIN_ROWS_PER_LABEL} questions of each label to train and cross-validate; "
+            f"got {targets.count(OSS)} open-source and {targets.count(STRONG)} strong"
+        )
+    folds = min(folds, smallest)  # a small label set gets fewer folds rather than none
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     scores = cross_validate(_pipeline(), questions, targets, cv=splits, scoring=("precision", "recall", "f1"))
     metrics = {name: float(scores[f"test_{name}"].mean()) for name in ("precision", "recall", "f1")}
