@@ -28,7 +28,7 @@ from docent.cli_support import cli_settings as _settings
 from docent.cli_support import fail as _fail
 
 app = typer.Typer(
-    help="docent: question answering over documentation. Ingest docs, inspect indexes, search, serve and ask.",
+    help="docent: question answering over documentation. Ingest docs, inspect indexes, search, serve and ask; evaluate, experiment and fine-tune.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -365,7 +365,10 @@ def _print_footer(answer: dict) -> None:
 
 
 train_app = typer.Typer(help="Train the reranker's tag classifier or the router.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate models against labelled data.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score a configuration on an eval set; write reference answers or a golden eval set; score the router.",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
