@@ -47,7 +47,7 @@ def main(
 class _RichProgress:
     """One bar per ingest stage; a stage is complete when the next one starts."""
 
-    _labels = {"scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index"}
+    _labels = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index"}
 
     def __init__(self, progress: Progress):
         self.progress, self.tasks = progress, {}
@@ -67,7 +67,7 @@ class _RichProgress:
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="docs folder (or one file) to index")],
+    path: Annotated[str, typer.Argument(help="docs folder, one file, or s3://bucket/prefix to index")],
     base_url: Annotated[
         str | None, typer.Option(help="public URL of PATH: files map to URL + path with .html + #anchor")
     ] = None,
@@ -81,7 +81,10 @@ def ingest(
     ] = None,
     prune: Annotated[bool, typer.Option(help="remove documents whose files are gone")] = False,
 ) -> None:
-    """Index a docs tree: only new and changed files are processed."""
+    """Index a docs tree: only new and changed files are processed.
+
+    An s3://bucket/prefix source is mirrored under the data dir first (changed objects only; endpoint: ingest.s3_endpoint_url or AWS_ENDPOINT_URL).
+    """
     from ingest.pipeline import IngestReport, run_ingest
 
     with _clear_errors():

@@ -82,6 +82,9 @@ class IngestSettings(BaseModel):
         None, ge=1, description="CPU threads per embedding actor; default: the machine's cores / embed_actors"
     )
     write_batch_chunks: int = Field(2000, ge=1, description="chunks of finished documents written per transaction")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint for s3:// sources (MinIO, …); default: AWS_ENDPOINT_URL, else AWS"
+    )
 
 
 class DatabaseSettings(BaseModel):

@@ -152,7 +152,7 @@ def build_indexes(plan: ExperimentPlan, progress: IndexProgress | None = None) -
     for number, (name, settings) in enumerate(sorted(needed.items()), start=1):
         if progress:
             progress(name, number - 1, len(needed))
-        reports[name] = run_ingest(Path(plan.space.corpus), settings, base_url=plan.space.base_url)
+        reports[name] = run_ingest(plan.space.corpus, settings, base_url=plan.space.base_url)  # a folder or s3://
     if progress and needed:
         progress("", len(needed), len(needed))
     return reports

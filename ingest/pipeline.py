@@ -26,8 +26,9 @@ from docent.settings import Settings
 from docent.store import DocumentChunks, IndexRecord, IndexStore
 from docent.types import Chunk, IndexConfig
 from ingest.documents import ParseOptions, chunk_rows
-from ingest.ray_runtime import ensure_ray
 from ingest.errors import IngestError, SourceError
+from ingest.ray_runtime import ensure_ray
+from ingest.remote import is_remote, mirror
 from ingest.scan import Scan, SourceFile, scan
 from services.embedder.model import check_model_available, load_embedder, resolve_model_path
 from services.retriever.lexical import LexicalIndex, payload_checksum
@@ -79,7 +80,7 @@ class IngestReport:
 
 
 def run_ingest(
-    path: Path,
+    path: Path | str,
     settings: Settings,
     *,
     base_url: str | None = None,
@@ -90,9 +91,14 @@ def run_ingest(
 
 
 async def ingest(
-    path: Path, settings: Settings, *, base_url: str | None, prune: bool, progress: IngestProgress
+    path: Path | str, settings: Settings, *, base_url: str | None, prune: bool, progress: IngestProgress
 ) -> IngestReport:
+    """Index the docs tree at `path`: a folder, a file, or an `s3://bucket/prefix` (mirrored locally first)."""
     started = time.perf_counter()
+    if is_remote(path):
+        progress.stage("download", None)
+        path = (await asyncio.to_thread(mirror, str(path), settings)).root
+    path = Path(path)
     if prune and path.is_file():
         raise SourceError("--prune needs a directory: with a single file every other document would be removed")
     check_model_available(settings.embedding)
