@@ -78,7 +78,8 @@ def ray_local():
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        apply_serve_environment(Settings())  # Serve runs as `docent serve` runs it
+        # Serve runs as `docent serve` runs it, but writes each log line at once: tests read them.
+        apply_serve_environment(Settings(serving={"log_buffer_records": 1}))
         ray.init(num_cpus=TEST_RAY_CPUS, include_dashboard=False, log_to_driver=False)
     ensure_ray(Settings())
     yield

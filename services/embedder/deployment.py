@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 from ray import serve
 
+from docent.observability import send_logs_to_serve
 from docent.settings import Settings
 from services.embedder.queries import QueryEmbedder
 
@@ -17,6 +18,7 @@ BATCH_HISTORY = 256
 @serve.deployment(name="embedder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
 class EmbedderDeployment:
     def __init__(self, settings: Settings):
+        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         serving = settings.serving
         self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size, settings.data_dir / "models" / "onnx")
         self.queries.warm_up()

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from docent.db import DatabaseError
+from docent.observability import RequestIds
 from docent.store import IndexNotFound
 from docent.types import Answer, Fallback, QueryOptions, QueryRequest, UnknownLLM
 from services.gateway.metrics import GatewayMetrics
@@ -78,6 +79,7 @@ def create_app(pipeline: QueryPipeline | None = None, metrics: GatewayMetrics | 
     _add_error_handlers(app)
     _add_routes(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_middleware(RequestIds)  # outermost: the id exists before anything else runs
     return app
 
 
@@ -127,6 +129,14 @@ class RequestMetrics:
                 self.metrics.errors.labels(endpoint, str(status[0])).inc()
 
 
+def _log_answer(answer: Answer) -> None:
+    log.info(
+        "answered id=%s llm=%s route=%s sources=%d prompt_tokens=%d completion_tokens=%d cost=%.6f total_ms=%.1f",
+        answer.id, answer.llm, answer.route.llm, len(answer.sources), answer.usage.prompt_tokens,
+        answer.usage.completion_tokens, answer.cost, answer.timings_ms.get("total", 0.0),
+    )
+
+
 def _add_routes(app: FastAPI) -> None:
     metrics: GatewayMetrics = app.state.metrics
 
@@ -138,6 +148,7 @@ def _add_routes(app: FastAPI) -> None:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error with a message
             raise classify(exc, pipeline.settings.serving.retry_after_s) from None
         metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, answer.fallbacks)
+        _log_answer(answer)
         # Already a validated Answer: serialised once, not validated again as response_model would.
         return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -235,6 +246,7 @@ async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayM
                 elif isinstance(event, DoneEvent):
                     answer = answer_of(prepared, "".join(parts), fallbacks, event)
                     metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, fallbacks)
+                    _log_answer(answer)
                     done = answer.model_dump(include={"id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms"})
                     frames.append(sse("done", done))
             yield b"".join(frames)

@@ -14,6 +14,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from docent.db import database_url
+from docent.observability import send_logs_to_serve
 from docent.settings import Settings, load_settings
 from services.embedder.deployment import EmbedderDeployment
 from services.gateway.app import create_app
@@ -23,6 +24,7 @@ from services.generator.deployment import GeneratorDeployment
 from services.reranker.deployment import RerankerDeployment
 from services.retriever.deployment import RetrieverDeployment
 from services.router.deployment import RouterDeployment
+
 
 @serve.deployment(name="gateway", max_ongoing_requests=100, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
@@ -35,6 +37,7 @@ class Gateway:
         router: DeploymentHandle,
         generator: DeploymentHandle,
     ):
+        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         stages = [RemoteStage(handle) for handle in (retriever, reranker, router, generator)]
         self.pipeline = QueryPipeline(settings, *stages)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from docent.observability import current_request_id, new_request_id
 from docent.settings import Settings
 from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, UnknownLLM, Usage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
@@ -101,7 +101,7 @@ class QueryPipeline:
             "rerank": round(tag_ms + (time.perf_counter() - rerank_started) * 1000, 2),
             "route": round(route_ms, 2),
         }
-        return Prepared(uuid.uuid4().hex, request.query, result.index, hits, route, started, timings)
+        return Prepared(current_request_id() or new_request_id(), request.query, result.index, hits, route, started, timings)
 
     @staticmethod
     async def _timed(call) -> tuple[Any, float]:

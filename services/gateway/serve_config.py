@@ -41,6 +41,7 @@ def apply_serve_environment(settings) -> None:
     """Ray Serve reads these when Ray starts: set them before a local Ray is started (a cluster sets its own)."""
     if settings.serving.throughput_optimized:
         os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    os.environ.setdefault("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", str(settings.serving.log_buffer_records))
 
 
 def deploy(config, timeout_s: float) -> dict[str, str]:

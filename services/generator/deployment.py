@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 
+from docent.observability import send_logs_to_serve
 from docent.settings import Settings
 from docent.types import SearchHit
 from services.generator.extractive import load_extractive
@@ -15,6 +16,7 @@ from services.generator.generator import GenerationEvent, Generator, coalesce
 @serve.deployment(name="generator", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class GeneratorDeployment:
     def __init__(self, settings: Settings):
+        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         # Always loaded: a request may ask for the extractive answer by name.
         self.generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
 

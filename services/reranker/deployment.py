@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ray import serve
 
+from docent.observability import send_logs_to_serve
 from docent.settings import Settings
 from docent.types import SearchHit
 from services.reranker.service import RerankerService
@@ -13,6 +14,7 @@ from services.reranker.tags import TagPrediction
 @serve.deployment(name="reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RerankerDeployment:
     def __init__(self, settings: Settings):
+        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         self.service = RerankerService(settings)
 
     async def predict(self, query: str) -> TagPrediction | None:

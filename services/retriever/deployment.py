@@ -7,6 +7,7 @@ import asyncio
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from docent.observability import send_logs_to_serve
 from docent.settings import Settings
 from docent.types import QueryOptions
 from services.retriever.service import RetrievalResult, RetrieverService
@@ -15,6 +16,7 @@ from services.retriever.service import RetrievalResult, RetrieverService
 @serve.deployment(name="retriever", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RetrieverDeployment:
     async def __init__(self, settings: Settings, embedder: DeploymentHandle):
+        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         self.embedder, self.timeout_s = embedder, settings.serving.readiness_timeout_s
         self.service = RetrieverService(settings, lambda query, model: embedder.embed.remote(query, model))
         await self.service.start()

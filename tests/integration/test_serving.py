@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 import pytest
 
 from docent.settings import Settings
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.integration
 BASE_URL = "https://orbit.example/docs/"
 RETRIES_PAGE = f"{BASE_URL}guide/configuration.html"
 QUESTION = "How many times is a failed job retried, and how long between attempts?"
+LOGS_WITHIN_S = 10.0
+# The deployments an extractive /query passes through (the router is asked only when it has a choice).
+LOGGED_DEPLOYMENTS = {"gateway", "retriever", "embedder", "generator"}
 READY_WITHIN_S = 60
 ABORT_SEEN_WITHIN_S = 10
 
@@ -74,6 +78,12 @@ def _wait_ready(client: httpx.Client) -> httpx.Response:
         time.sleep(0.5)
 
 
+def _served_logging_config() -> dict:
+    """The logging of config/serve.yaml's application: the tests log as production does."""
+    served = yaml.safe_load((ROOT / "config" / "serve.yaml").read_text())
+    return served["applications"][0]["logging_config"]
+
+
 @pytest.fixture(scope="module")
 def gateway(ray_local, llm_server, tmp_path_factory):
     """The app deployed before its index exists (readiness says so), then the index ingested."""
@@ -94,7 +104,7 @@ def gateway(ray_local, llm_server, tmp_path_factory):
     }
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(args), name="docent", route_prefix="/")
+    serve.run(build_app(args), name="docent", route_prefix="/", logging_config=_served_logging_config())
     url = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=url, timeout=30) as client:
         before = client.get("/readyz")
@@ -292,3 +302,36 @@ def test_docent_query_prints_the_answer_and_its_sources(gateway):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert missing.returncode == 2 and "no-such-index" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def _serve_log_lines(request_id: str) -> dict[str, list[dict]]:
+    """deployment → the JSON lines of its replicas' logs that carry `request_id`."""
+    import ray
+
+    found: dict[str, list[dict]] = {}
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    for path in logs.glob("replica_docent_*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if request_id not in line:
+                continue
+            record = json.loads(line)  # JSON encoding: every line is one object
+            found.setdefault(record["deployment"].removeprefix("docent_"), []).append(record)  # app_deployment
+    return found
+
+
+async def test_a_request_id_is_echoed_and_carried_into_every_deployments_json_log(http):
+    chosen = f"req-{uuid.uuid4().hex[:12]}"
+    response = await http.post("/query", json={"query": "How do I install Orbit?", "options": {"llm": "extractive"}},
+                               headers={"X-Request-ID": chosen})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == chosen and response.json()["id"] == chosen
+
+    generated = await http.post("/query", json={"query": "How do I cancel a job?", "options": {"llm": "extractive"}})
+    assert generated.headers["x-request-id"] and generated.json()["id"] == generated.headers["x-request-id"]
+
+    deadline = time.monotonic() + LOGS_WITHIN_S
+    while set(found := _serve_log_lines(chosen)) < LOGGED_DEPLOYMENTS and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert set(found) >= LOGGED_DEPLOYMENTS, found.keys()
+    assert all(r["request_id"] == chosen for records in found.values() for r in records)
+    assert any(r["message"].startswith(f"answered id={chosen} llm=extractive") for r in found["gateway"])

@@ -1,0 +1,91 @@
+"""Request ids and structured logs, the same in every service.
+
+Behind Ray Serve, the proxy gives each HTTP request an id (the client's `X-Request-ID`, or
+a new one), returns it as `X-Request-ID`, and carries it in the request context of every
+deployment call the request makes; with `logging_config: {encoding: JSON}` in
+`config/serve.yaml` each replica's log lines are JSON objects carrying that `request_id`.
+`RequestIds` does the same for the gateway when it runs without Serve (in-process, tests),
+and `current_request_id` lets the pipeline name its answer after the request.
+`send_logs_to_serve` routes docent's own loggers into those replica logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "x-request-id"
+DOCENT_LOGGERS = ("docent", "services", "ingest", "evaluation")
+_SERVE_LOGGER = "ray.serve"
+_USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed into headers and logs: keep it tame
+
+_request_id: ContextVar[str | None] = ContextVar("docent_request_id", default=None)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served: Serve's request context, else the one `RequestIds` set."""
+    return _serve_request_id() or _request_id.get()
+
+
+def _serve_request_id() -> str | None:
+    try:
+        from ray.serve.context import _get_serve_request_context  # Serve's own; no public accessor yet
+    except ImportError:
+        return None
+    return _get_serve_request_context().request_id or None
+
+
+class RequestIds:
+    """ASGI middleware for the gateway without Serve in front: every request gets an id (a usable
+    client one is kept) that the pipeline reads and the response echoes as `X-Request-ID`.
+
+    Behind Serve the proxy has already done all of this, so the request passes untouched.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or _serve_request_id():
+            return await self.app(scope, receive, send)
+        given = _header(scope, REQUEST_ID_HEADER)
+        request_id = given if given and _USABLE_ID.fullmatch(given) else new_request_id()
+        token = _request_id.set(request_id)
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+
+
+def _header(scope, name: str) -> str | None:
+    wanted = name.encode()
+    for key, value in scope.get("headers", []):
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def send_logs_to_serve(level: int = logging.INFO) -> None:
+    """In a Serve replica: docent's loggers write through Serve's handlers (JSON lines with the request id)."""
+    from ray.serve.context import _get_internal_replica_context  # Serve's own; no public accessor yet
+
+    if _get_internal_replica_context() is None:
+        return  # not in a replica: logging stays as configured
+    serve_logger = logging.getLogger(_SERVE_LOGGER)
+    for name in DOCENT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = list(serve_logger.handlers)
+        logger.setLevel(level)
+        logger.propagate = False
