@@ -17,6 +17,8 @@ import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "x-request-id"
+# Latencies of every service's metrics, in seconds: ~1 ms (a cached embedding) to a minute (a long LLM answer).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DOCENT_LOGGERS = ("docent", "services", "ingest", "evaluation")
 _SERVE_LOGGER = "ray.serve"
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed into headers and logs: keep it tame
@@ -89,3 +91,9 @@ def send_logs_to_serve(level: int = logging.INFO) -> None:
         logger.handlers = list(serve_logger.handlers)
         logger.setLevel(level)
         logger.propagate = False
+
+
+def add(counter, amount: float, tags: dict[str, str] | None = None) -> None:
+    """`counter.inc(amount)` for a Ray metrics counter, which refuses zero (a cached batch, a free answer)."""
+    if amount > 0:
+        counter.inc(amount, tags=tags)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-# Stage and request latencies span ~1 ms (a cached embedding) to a minute (a long LLM answer).
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from docent.observability import LATENCY_BUCKETS
 
 
 class GatewayMetrics:

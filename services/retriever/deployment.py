@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from ray.serve.metrics import Histogram
 
-from docent.observability import send_logs_to_serve
+from docent.observability import LATENCY_BUCKETS, send_logs_to_serve
 from docent.settings import Settings
 from docent.types import QueryOptions
 from services.retriever.service import RetrievalResult, RetrieverService
@@ -19,10 +21,19 @@ class RetrieverDeployment:
         send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         self.embedder, self.timeout_s = embedder, settings.serving.readiness_timeout_s
         self.service = RetrieverService(settings, lambda query, model: embedder.embed.remote(query, model))
+        self.latency = Histogram(
+            "docent_retrieve_seconds", "Search latency (embedding included) by mode and strategy",
+            list(LATENCY_BUCKETS), tag_keys=("mode", "strategy"),
+        )
         await self.service.start()
 
     async def search(self, query: str, index: str | None, options: QueryOptions) -> RetrievalResult:
-        return await self.service.search(query, index, options)
+        started = time.perf_counter()
+        result = await self.service.search(query, index, options)
+        retrieval = self.service.settings.retrieval
+        tags = {"mode": options.mode or retrieval.mode, "strategy": options.strategy or retrieval.strategy}
+        self.latency.observe(time.perf_counter() - started, tags=tags)
+        return result
 
     async def ready(self) -> dict[str, str]:
         """The retriever's own problems and the embedder's, which only the retriever calls."""

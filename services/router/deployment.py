@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ray import serve
+from ray.serve.metrics import Counter
 
 from docent.observability import send_logs_to_serve
 from docent.settings import Settings
@@ -15,9 +16,12 @@ class RouterDeployment:
     def __init__(self, settings: Settings):
         send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         self.service = RouterService(settings)
+        self.decisions = Counter("docent_router_decisions", "LLMs the router chose", tag_keys=("llm",))
 
     async def route(self, query: str, requested: str | None = None) -> Route:
-        return await self.service.route(query, requested)
+        route = await self.service.route(query, requested)
+        self.decisions.inc(tags={"llm": route.llm})
+        return route
 
     async def ready(self) -> dict[str, str]:
         return await self.service.ready()

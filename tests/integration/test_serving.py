@@ -335,3 +335,33 @@ async def test_a_request_id_is_echoed_and_carried_into_every_deployments_json_lo
     assert set(found) >= LOGGED_DEPLOYMENTS, found.keys()
     assert all(r["request_id"] == chosen for records in found.values() for r in records)
     assert any(r["message"].startswith(f"answered id={chosen} llm=extractive") for r in found["gateway"])
+
+
+# Exported by Ray's metrics agent (prefixed ray_), from inside each deployment's replicas.
+DEPLOYMENT_METRICS = {
+    "ray_docent_embed_cache_hits_total", "ray_docent_embed_cache_misses_total", "ray_docent_embed_batch_size_bucket",
+    "ray_docent_retrieve_seconds_bucket", "ray_docent_router_decisions_total", "ray_docent_generated_answers_total",
+    "ray_docent_generated_tokens_total", "ray_docent_generate_seconds_bucket", "ray_docent_generator_fallbacks_total",
+}
+METRICS_WITHIN_S = 40.0  # Ray's agent exports every few seconds
+
+
+def _ray_metrics() -> str:
+    import ray
+
+    port = ray._private.worker._global_node.metrics_export_port
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def test_every_deployment_exports_its_metrics_through_ray(gateway):
+    """Runs after the tests above: answers, fallbacks, routed and repeated questions have all happened."""
+    deadline = time.monotonic() + METRICS_WITHIN_S
+    while True:
+        text = _ray_metrics()
+        exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("ray_docent_")}
+        if DEPLOYMENT_METRICS <= exported or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert DEPLOYMENT_METRICS <= exported, DEPLOYMENT_METRICS - exported
+    answers = [line for line in text.splitlines() if line.startswith("ray_docent_generated_answers_total{")]
+    assert any('llm="extractive"' in line and 'deployment="generator"' in line for line in answers), answers
