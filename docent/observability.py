@@ -7,6 +7,9 @@ deployment call the request makes; with `logging_config: {encoding: JSON}` in
 `RequestIds` does the same for the gateway when it runs without Serve (in-process, tests),
 and `current_request_id` lets the pipeline name its answer after the request.
 `send_logs_to_serve` routes docent's own loggers into those replica logs.
+
+Tracing: the pipeline opens a span per stage through OpenTelemetry's API, which costs
+nothing until `configure_tracing` installs an exporter (`serving.otlp_traces_endpoint`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 DOCENT_LOGGERS = ("docent", "services", "ingest", "evaluation")
 _SERVE_LOGGER = "ray.serve"
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id is echoed into headers and logs: keep it tame
+
+TRACER_NAME = "docent"
+SERVICE_NAME = "docent"
 
 _request_id: ContextVar[str | None] = ContextVar("docent_request_id", default=None)
 
@@ -97,3 +103,29 @@ def add(counter, amount: float, tags: dict[str, str] | None = None) -> None:
     """`counter.inc(amount)` for a Ray metrics counter, which refuses zero (a cached batch, a free answer)."""
     if amount > 0:
         counter.inc(amount, tags=tags)
+
+
+def tracer():
+    from opentelemetry import trace
+
+    return trace.get_tracer(TRACER_NAME)
+
+
+def configure_tracing(endpoint: str | None, exporter=None) -> bool:
+    """Send spans to an OTLP/HTTP endpoint (or to `exporter`); False when neither is given (spans are no-ops)."""
+    if endpoint is None and exporter is None:
+        return False
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    return True

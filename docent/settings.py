@@ -198,6 +198,9 @@ class ServingSettings(BaseModel):
     readiness_timeout_s: float = Field(2.0, gt=0, description="how long /readyz waits for each check")
     index_preload: bool = Field(True, description="load the default index when the retriever starts")
     index_refresh_s: float = Field(30.0, gt=0, description="how often the retriever looks for re-ingested indexes")
+    otlp_traces_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint receiving a span per pipeline stage, e.g. http://collector:4318/v1/traces"
+    )
     log_buffer_records: int = Field(
         1000, ge=1, description="log lines each Serve replica buffers before writing (1: each at once; errors flush at once)"
     )

@@ -14,7 +14,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from docent.db import database_url
-from docent.observability import send_logs_to_serve
+from docent.observability import configure_tracing, send_logs_to_serve
 from docent.settings import Settings, load_settings
 from services.embedder.deployment import EmbedderDeployment
 from services.gateway.app import create_app
@@ -38,6 +38,7 @@ class Gateway:
         generator: DeploymentHandle,
     ):
         send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        configure_tracing(settings.serving.otlp_traces_endpoint)
         stages = [RemoteStage(handle) for handle in (retriever, reranker, router, generator)]
         self.pipeline = QueryPipeline(settings, *stages)
 

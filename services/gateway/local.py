@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from docent.observability import configure_tracing
 from docent.settings import Settings
 from services.embedder.queries import QueryEmbedder
 from services.gateway.pipeline import QueryPipeline
@@ -17,6 +18,7 @@ from services.router.service import RouterService
 
 async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> QueryPipeline:
     """Every stage as a plain object; with `wait_ready`, returns once the default index is loaded."""
+    configure_tracing(settings.serving.otlp_traces_endpoint)
     embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size, settings.data_dir / "models" / "onnx")
     embedder.warm_up()
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from docent.observability import current_request_id, new_request_id
+from docent.observability import current_request_id, new_request_id, tracer
 from docent.settings import Settings
 from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, UnknownLLM, Usage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
@@ -57,6 +57,10 @@ def _title(hit: SearchHit) -> str:
     return " > ".join(dict.fromkeys(titles))
 
 
+def _generate_attributes(prepared: Prepared) -> dict[str, Any]:
+    return {"docent.request_id": prepared.id, "docent.llm": prepared.route.llm, "docent.sources": len(prepared.hits)}
+
+
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
@@ -81,10 +85,17 @@ class QueryPipeline:
 
     async def prepare(self, request: QueryRequest) -> Prepared:
         self.validate(request)
+        request_id = current_request_id() or new_request_id()
+        with tracer().start_as_current_span("docent.prepare", attributes={"docent.request_id": request_id}):
+            return await self._prepare(request, request_id)
+
+    async def _prepare(self, request: QueryRequest, request_id: str) -> Prepared:
         started = time.perf_counter()
-        retrieval = asyncio.ensure_future(self._timed(self.retriever.search(request.query, request.index, request.options)))
-        tagging = asyncio.ensure_future(self._timed(self._predict_tag(request)))
-        routing = asyncio.ensure_future(self._timed(self._route(request)))
+        retrieval = asyncio.ensure_future(
+            self._timed("retrieve", self.retriever.search(request.query, request.index, request.options))
+        )
+        tagging = asyncio.ensure_future(self._timed("tag", self._predict_tag(request)))
+        routing = asyncio.ensure_future(self._timed("route", self._route(request)))
         try:
             (result, retrieve_ms), (prediction, tag_ms), (route, route_ms) = await asyncio.gather(
                 retrieval, tagging, routing
@@ -94,19 +105,22 @@ class QueryPipeline:
                 task.cancel()
             raise
         rerank_started = time.perf_counter()
-        hits = await self._rerank(request, result.hits, prediction)
+        with tracer().start_as_current_span("docent.rerank"):
+            hits = await self._rerank(request, result.hits, prediction)
         timings = {
             "embed": round(result.timings_ms["embed"], 2),
             "retrieve": round(retrieve_ms - result.timings_ms["embed"], 2),
             "rerank": round(tag_ms + (time.perf_counter() - rerank_started) * 1000, 2),
             "route": round(route_ms, 2),
         }
-        return Prepared(current_request_id() or new_request_id(), request.query, result.index, hits, route, started, timings)
+        return Prepared(request_id, request.query, result.index, hits, route, started, timings)
 
     @staticmethod
-    async def _timed(call) -> tuple[Any, float]:
-        started = time.perf_counter()
-        return await call, (time.perf_counter() - started) * 1000
+    async def _timed(stage: str, call) -> tuple[Any, float]:
+        """The call's result and milliseconds, in a span of its own (a task: the span is this task's context)."""
+        with tracer().start_as_current_span(f"docent.{stage}"):
+            started = time.perf_counter()
+            return await call, (time.perf_counter() - started) * 1000
 
     async def _predict_tag(self, request: QueryRequest):
         if request.options.rerank is False or not await self._reranker_enabled():
@@ -140,19 +154,27 @@ class QueryPipeline:
     async def events(self, prepared: Prepared) -> AsyncIterator[list[TokenEvent | FallbackEvent | DoneEvent]]:
         """The generator's events in the batches they arrive in; `done` gets the generate and total timings."""
         started = time.perf_counter()
-        async for item in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
-            batch = item if isinstance(item, list) else [item]  # a deployment batches; a local generator does not
-            for event in batch:
-                if isinstance(event, DoneEvent):
-                    prepared.timings_ms["generate"] = _ms_since(started)
-                    prepared.timings_ms["total"] = _ms_since(prepared.started)
-            yield batch
+        # Not made current: a context attached across an async generator's yields cannot be detached cleanly.
+        span = tracer().start_span("docent.generate", attributes=_generate_attributes(prepared))
+        try:
+            async for item in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
+                batch = item if isinstance(item, list) else [item]  # a deployment batches; a local generator does not
+                for event in batch:
+                    if isinstance(event, DoneEvent):
+                        prepared.timings_ms["generate"] = _ms_since(started)
+                        prepared.timings_ms["total"] = _ms_since(prepared.started)
+                        span.set_attribute("docent.answered_by", event.llm)
+                yield batch
+        finally:
+            span.end()
 
     async def answer(self, request: QueryRequest) -> Answer:
         prepared = await self.prepare(request)
         started = time.perf_counter()
         # Not streamed: the generator returns every event in one message.
-        events = await self.generator.generate_all(prepared.question, prepared.hits, prepared.route.llm)
+        with tracer().start_as_current_span("docent.generate", attributes=_generate_attributes(prepared)) as span:
+            events = await self.generator.generate_all(prepared.question, prepared.hits, prepared.route.llm)
+            span.set_attribute("docent.answered_by", next(e.llm for e in events if isinstance(e, DoneEvent)))
         prepared.timings_ms["generate"] = _ms_since(started)
         prepared.timings_ms["total"] = _ms_since(prepared.started)
         parts = [e.text for e in events if isinstance(e, TokenEvent)]

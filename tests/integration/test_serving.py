@@ -365,3 +365,20 @@ def test_every_deployment_exports_its_metrics_through_ray(gateway):
     assert DEPLOYMENT_METRICS <= exported, DEPLOYMENT_METRICS - exported
     answers = [line for line in text.splitlines() if line.startswith("ray_docent_generated_answers_total{")]
     assert any('llm="extractive"' in line and 'deployment="generator"' in line for line in answers), answers
+
+
+def test_the_grafana_dashboard_only_charts_metrics_that_exist(gateway):
+    """Every metric a panel queries is exported: by the gateway's /metrics, or by Ray's agent (ours and Serve's)."""
+    import re
+
+    dashboard = json.loads((ROOT / "config" / "grafana" / "docent-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\b((?:ray_)?(?:docent|serve)_[a-z_]+)\b", target["expr"])
+    }
+    exported_text = httpx.get(f"{gateway.url}/metrics", timeout=10).text + _ray_metrics()
+    exported = {line.split("{")[0].split(" ")[0] for line in exported_text.splitlines() if not line.startswith("#")}
+    assert len(queried) >= 15
+    assert queried <= exported, sorted(queried - exported)
