@@ -513,9 +513,11 @@ EVAL_RUNS_DIR = Path("eval-runs")
 
 @eval_app.command("run")
 def eval_run(
-    eval_file: Annotated[Path, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}")],
+    eval_file: Annotated[
+        str, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}; a path or s3:// URI")
+    ],
     references: Annotated[
-        Path | None, typer.Option(help="reference answers: JSON array (or lines) of {question, answer}")
+        str | None, typer.Option(help="reference answers: JSON array (or lines) of {question, answer}; a path or s3:// URI")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="folder of the run's files (default: ./eval-runs/INDEX)")] = None,
     index: Annotated[str | None, typer.Option(help="index to answer from (default: from settings)")] = None,
@@ -552,6 +554,7 @@ def eval_run(
     """
     from evaluation.judge import Judge
     from evaluation.runner import load_references, open_eval_set, run_eval
+    from ingest.remote import fetch
 
     with eval_errors():
         settings = _settings(
@@ -567,8 +570,8 @@ def eval_run(
             raise _fail(f"unknown judge {judge!r}; configured LLMs: {', '.join(judges) or 'none'}", USAGE_ERROR)
         if ragas and judge is None:
             raise _fail("--ragas needs a judge LLM: --judge NAME, or evaluation.judge in the settings", USAGE_ERROR)
-        eval_set = open_eval_set(eval_file)
-        answers = load_references(references) if references else {}
+        eval_set = open_eval_set(fetch(eval_file, settings))
+        answers = load_references(fetch(references, settings)) if references else {}
         out = out or EVAL_RUNS_DIR / settings.index_name
         progress = CountProgress("answering", enabled=not as_json)
         grader = Judge(judges[judge], settings.evaluation.judge_attempts) if judge is not None else None

@@ -116,3 +116,59 @@ def _remove_gone(root: Path, kept: set[str]) -> int:
 def _reason(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def fetch(source: str | Path, settings: Settings) -> Path:
+    """A local path for `source`: a local path as is; an s3:// object downloaded (again only when it changed)
+    under `<data_dir>/cache/s3/`. `SourceError` when it cannot be read."""
+    if not is_remote(source):
+        return Path(source)
+    from pyarrow import fs
+
+    uri = str(source)
+    key = uri.removeprefix("s3://")
+    filesystem = _s3(settings)
+    try:
+        info = filesystem.get_file_info(key)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot read {uri}: {_reason(exc)}") from None
+    if info.type != fs.FileType.File:
+        raise SourceError(f"no object at {uri}")
+    local = settings.data_dir / "cache" / "s3" / key
+    if not _same(local, info):
+        _download(filesystem, info, local)
+    return local
+
+
+def exists(target: str, settings: Settings) -> bool:
+    from pyarrow import fs
+
+    try:
+        return _s3(settings).get_file_info(target.removeprefix("s3://")).type == fs.FileType.File
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot read {target}: {_reason(exc)}") from None
+
+
+def publish(local: Path, target: str, settings: Settings) -> None:
+    """Upload a finished local file to an s3:// URI."""
+    filesystem = _s3(settings)
+    try:
+        with local.open("rb") as source, filesystem.open_output_stream(target.removeprefix("s3://")) as sink:
+            while chunk := source.read(_COPY_BUFFER_BYTES):
+                sink.write(chunk)
+    except OSError as exc:
+        raise SourceError(f"cannot write {target}: {_reason(exc)}") from None
+
+
+def local_target(target: str | Path, settings: Settings) -> Path:
+    """Where to write what goes to `target`: itself when local; for an s3:// URI a cached copy (holding the
+    object's current content, so a resumable writer continues it), to `publish` when done."""
+    if not is_remote(target):
+        return Path(target)
+    uri = str(target)
+    if exists(uri, settings):
+        return fetch(uri, settings)
+    local = settings.data_dir / "cache" / "s3" / uri.removeprefix("s3://")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.unlink(missing_ok=True)
+    return local

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from docent.cli_support import INTERRUPTED, USAGE_ERROR, CountProgress, cli_settings, console, eval_errors, fail
 from docent.settings import LLMSettings, Settings
+from ingest.remote import fetch, is_remote, local_target, publish
 
 DEFAULT_GOLDEN_SECTIONS = 100
 
@@ -47,11 +47,15 @@ def configured_llm(settings: Settings, name: str | None) -> LLMSettings:
 
 
 def references(
-    eval_file: Annotated[Path, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}")],
+    eval_file: Annotated[
+        str, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}; a path or s3:// URI")
+    ],
     llm: Annotated[
         str | None, typer.Option(help="configured LLM writing the answers (default: evaluation.judge)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="JSON file written (default: ./references-LLM.json)")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="JSON file written, a path or s3:// URI (default: ./references-LLM.json)")
+    ] = None,
     index: Annotated[str | None, typer.Option(help="index holding the gold sections (default: from settings)")] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="LLM calls at once (default: evaluation.concurrency)")
@@ -71,17 +75,20 @@ def references(
     with _llm_eval_errors():
         settings = cli_settings(index=index)
         chosen = configured_llm(settings, llm)
-        eval_set = open_eval_set(eval_file)
-        out = out or Path(f"references-{chosen.name}.json")
+        eval_set = open_eval_set(fetch(eval_file, settings))
+        out = out or f"references-{chosen.name}.json"
+        written = local_target(out, settings)
         progress = CountProgress("answering", enabled=not as_json)
-        run = generate_references(settings, eval_set, chosen, out, concurrency or settings.evaluation.concurrency,
+        run = generate_references(settings, eval_set, chosen, written, concurrency or settings.evaluation.concurrency,
                                   limit, progress)
         try:
             report = asyncio.run(run)
         except KeyboardInterrupt:
-            raise fail(f"interrupted; the answers so far are in {out}: the same command continues", INTERRUPTED) from None
+            raise fail(f"interrupted; the answers so far are in {written}: the same command continues", INTERRUPTED) from None
         finally:
             progress.stop()
+        if is_remote(out):
+            publish(written, out, settings)
     summary = report.summary() | {"llm": chosen.name, "index": settings.index_name}
     if as_json:
         print(json.dumps(summary))
@@ -106,7 +113,9 @@ def golden(
     llm: Annotated[
         str | None, typer.Option(help="configured LLM writing the pairs (default: evaluation.judge)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="JSON lines file written (default: ./golden-INDEX.jsonl)")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="JSON lines file written, a path or s3:// URI (default: ./golden-INDEX.jsonl)")
+    ] = None,
     index: Annotated[str | None, typer.Option(help="index to sample sections from (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
@@ -121,14 +130,17 @@ def golden(
     with _llm_eval_errors():
         settings = cli_settings(index=index, evaluation={"golden_min_section_chars": min_chars})
         chosen = configured_llm(settings, llm)
-        out = out or Path(f"golden-{settings.index_name}.jsonl")
+        out = out or f"golden-{settings.index_name}.jsonl"
+        written = local_target(out, settings)
         progress = CountProgress("sections", enabled=not as_json)
         try:
-            report = asyncio.run(generate_golden(settings, chosen, out, sections, seed, progress))
+            report = asyncio.run(generate_golden(settings, chosen, written, sections, seed, progress))
         except KeyboardInterrupt:
             raise fail("interrupted; nothing was written", INTERRUPTED) from None
         finally:
             progress.stop()
+        if is_remote(out):
+            publish(written, out, settings)
     summary = report.summary() | {"llm": chosen.name, "index": settings.index_name}
     if as_json:
         print(json.dumps(summary))

@@ -8,9 +8,11 @@ per model and kept under the data dir.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -110,6 +112,11 @@ def _export_fp32(model: SentenceTransformerEmbedder, target: Path) -> None:
     log.info("exporting %s to ONNX (once)", model.name)
 
     def write(tmp: Path) -> None:
+        # The exporter prints its progress: keep stdout for what docent prints (`--json` output).
+        with contextlib.redirect_stdout(sys.stderr):
+            _export(tmp)
+
+    def _export(tmp: Path) -> None:
         torch.onnx.export(
             LastHiddenState(),
             tuple(sample[n] for n in names),

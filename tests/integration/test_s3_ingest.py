@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
 
 import pytest
+import yaml
 
 from docent.db import connect
 from docent.settings import Settings
@@ -94,8 +96,8 @@ def test_unreadable_sources_are_clear_errors(bucket):
         mirror(f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/docs", settings)
 
 
-def test_the_cli_ingests_from_s3(ray_local, bucket):
-    _, name = bucket
+def test_the_cli_ingests_from_s3(ray_local, bucket, tmp_path):
+    client, name = bucket
     index = f"s3cli-{uuid.uuid4().hex[:8]}"
     done = subprocess.run([sys.executable, "-m", "docent", "ingest", f"s3://{name}/site", "--base-url", BASE_URL,
                            "--index", index, "--chunk-size", "200", "--chunk-overlap", "20"],
@@ -105,3 +107,42 @@ def test_the_cli_ingests_from_s3(ray_local, bucket):
     missing = subprocess.run([sys.executable, "-m", "docent", "ingest", f"s3://{name}/absent", "--index", index],
                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no objects under" in missing.stderr and "Traceback" not in missing.stderr
+
+
+    # Eval sets and references are read from the bucket; golden sets and references are written to it.
+    questions = [{"question": "How do I install Orbit with pip?", "source": f"{BASE_URL}guide/install.html#install-pip"}]
+    with client.open_output_stream(f"{name}/eval/eval.jsonl") as out:
+        out.write("".join(json.dumps(q) + "\n" for q in questions).encode())
+    with client.open_output_stream(f"{name}/eval/references.json") as out:
+        out.write(json.dumps([{"question": questions[0]["question"], "answer": "pip install orbit"}]).encode())
+    run = _docent("eval", "run", "--eval", f"s3://{name}/eval/eval.jsonl", "--references",
+                  f"s3://{name}/eval/references.json", "--index", index, "--llm", "extractive", "--out",
+                  str(tmp_path / "run"), "--json")
+    assert run.returncode == 0, run.stderr
+    every = json.loads(run.stdout)["aggregates"]["all"]
+    assert every["questions"] == 1 and every["with_reference"] == 1 and every["retrieval_score"] == 1.0
+    absent = _docent("eval", "run", "--eval", f"s3://{name}/eval/absent.jsonl", "--index", index)
+    assert absent.returncode == 2 and f"no object at s3://{name}/eval/absent.jsonl" in " ".join(absent.stderr.split())
+
+
+def test_golden_sets_are_written_to_s3(ray_local, bucket, llm_server, tmp_path):
+    client, name = bucket
+    index = f"s3gold-{uuid.uuid4().hex[:8]}"
+    settings = Settings(index=index, chunking={"chunk_size": 200, "chunk_overlap": 20})
+    run_ingest(f"s3://{name}/site", settings, base_url=BASE_URL)
+    config = tmp_path / "docent.yaml"
+    config.write_text(yaml.safe_dump({"generation": {"llms": [
+        {"name": "golden", "model": "golden", "base_url": llm_server.base_url}]}}))
+    target = f"s3://{name}/golden/set.jsonl"
+    done = _docent("--config", str(config), "eval", "golden", "--llm", "golden", "--index", index, "--sections", "3",
+                   "--min-chars", "50", "--seed", "1", "--out", target, "--json")
+    assert done.returncode == 0, done.stderr
+    kept = json.loads(done.stdout)["kept"]
+    with client.open_input_stream(f"{name}/golden/set.jsonl") as written:
+        rows = [json.loads(line) for line in written.read().decode().splitlines()]
+    assert len(rows) == kept > 0 and all({"question", "source", "answer"} <= set(r) for r in rows)
+
+
+def _docent(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "docent", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
