@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.test_compose import fake_commands
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 MLFLOW_DOCKERFILE = ROOT / "docker" / "mlflow" / "Dockerfile"
@@ -106,20 +108,6 @@ def run_flags_stripped(args: str) -> str:
 @pytest.fixture(scope="module")
 def dockerfile() -> Dockerfile:
     return parse(DOCKERFILE)
-
-
-def fake_commands(tmp_path: Path, *names: str) -> tuple[dict[str, str], Path]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    log = tmp_path / "calls.log"
-    for name in names:
-        script = bin_dir / name
-        script.write_text(
-            "#!/bin/sh\n"
-            f'{{ printf "%s" "{name}"; for arg in "$@"; do printf "\\t%s" "$arg"; done; printf "\\n"; }} >> "{log}"\n'
-        )
-        script.chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}, log
 
 
 def python_on_path(tmp_path: Path) -> None:
