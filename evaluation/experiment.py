@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -137,7 +138,16 @@ def trial_key(
 
 def _file_digest(path: Path) -> str | None:
     """A trained model's checksum: retraining it changes the trials that use it."""
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _checksum(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _checksum(path: Path, mtime_ns: int, size: int) -> str:
+    """Read once per version of the file, not once per trial of a plan."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 IndexProgress = Callable[[str, int, int], None]  # (index name, built so far, indexes needed)

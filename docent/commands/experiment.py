@@ -114,16 +114,22 @@ def _print_summary(summary: dict) -> None:
         errors.print(f"[red]failed[/] {label}: {error}", highlight=False)
 
 
-def _print_report(names: list[str], limit: int | None = None) -> list[dict]:
-    from evaluation.report import sort_trials, trials_table
+def _finished_trials(names: list[str]) -> list[dict]:
+    """The experiments' finished trials as report records, best first."""
+    from evaluation.report import sort_trials
     from evaluation.tracking import read_runs
 
     settings = cli_settings()
     records = [run.as_record() for name in names for run in read_runs(settings, name)]
-    finished = sort_trials([r for r in records if r["status"] == "FINISHED"])
+    return sort_trials([r for r in records if r["status"] == "FINISHED"])
+
+
+def _print_report(names: list[str], limit: int | None = None) -> None:
+    from evaluation.report import trials_table
+
+    finished = _finished_trials(names)
     if finished:
         console.print(trials_table(finished[:limit] if limit else finished))
-    return finished
 
 
 @experiment_app.command("report")
@@ -139,13 +145,10 @@ def report(
 
     Plots: quality vs retrieval per experiment, parallel coordinates of parameters and metrics (HTML), cost per query vs quality (log scale), and each one-parameter sweep.
     """
-    from evaluation.report import sort_trials, trials_table, write_plots
-    from evaluation.tracking import read_runs
+    from evaluation.report import trials_table, write_plots
 
     with _experiment_errors():
-        settings = cli_settings()
-        records = [run.as_record() for name in names for run in read_runs(settings, name)]
-    finished = sort_trials([r for r in records if r["status"] == "FINISHED"])
+        finished = _finished_trials(names)
     if not finished:
         raise fail(f"no finished trials in {', '.join(names)}: run `docent experiment run --space FILE` first", USAGE_ERROR)
     written = write_plots(finished, out, _reference_figures(reference) if reference else None)
