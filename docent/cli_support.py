@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from docent.settings import ConfigFileError, Settings, load_settings
@@ -32,7 +33,7 @@ class CliState:
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # messages quote paths and YAML: no markup
     return typer.Exit(code)
 
 

@@ -137,7 +137,7 @@ def report(
     names: Annotated[list[str], typer.Argument(help="experiment name(s)")],
     out: Annotated[Path, typer.Option(help="folder for the plots and trials.csv")] = DEFAULT_REPORT_DIR,
     reference: Annotated[
-        Path | None, typer.Option(help="YAML of parameter → [[value, retrieval_score], …] drawn beside the sweeps")
+        Path | None, typer.Option(help="YAML mapping each parameter to (value, retrieval_score) pairs, drawn beside the sweeps")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
