@@ -210,6 +210,51 @@ class ServingSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    enabled: bool = True
+    requests: int = Field(60, ge=1, description="requests one API key (or, without auth, one client address) may make per window")
+    window_s: float = Field(60.0, gt=0, description="the sliding window the limit counts over, in seconds")
+
+
+class CacheSettings(BaseModel):
+    enabled: bool = True
+    ttl_s: int = Field(3600, ge=1, description="seconds a cached answer is served")
+    local_entries: int = Field(1024, ge=1, description="answers the in-process cache keeps when there is no Redis")
+
+
+class GatewaySettings(BaseModel):
+    """What the gateway enforces around the pipeline: limits, cache, CORS, the answer log."""
+
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis_failure: Literal["open", "closed"] = Field(
+        "open", description="Redis unreachable: open = answer without cache and limits; closed = refuse with 503"
+    )
+    redis_timeout_s: float = Field(0.25, gt=0, description="longest wait for one Redis call on the request path")
+    redis_retry_s: float = Field(5.0, gt=0, description="after a Redis failure, how long before Redis is tried again")
+    key_prefix: str = Field("docent:", description="prefix of every Redis key docent writes")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins whose pages may call the API (the widget on a docs site), or ['*']"
+    )
+    answer_retention_days: int = Field(90, ge=1, description="answers and their feedback are deleted after this many days")
+    max_comment_chars: int = Field(2000, ge=1, description="longest feedback comment accepted")
+
+
+class SlackSettings(BaseModel):
+    mode: Literal["socket", "http"] = Field(
+        "socket", description="socket: Socket Mode (needs an app-level token); http: the Events API on `port`"
+    )
+    host: str = Field("0.0.0.0", description="where the bot's HTTP server listens (events in http mode, /healthz always)")
+    port: int = Field(3000, ge=1, le=65535)
+    bot_token_env: str = Field("SLACK_BOT_TOKEN", description="environment variable holding the bot token (xoxb-…)")
+    app_token_env: str = Field("SLACK_APP_TOKEN", description="environment variable holding the app-level token (xapp-…, socket mode)")
+    signing_secret_env: str = Field("SLACK_SIGNING_SECRET", description="environment variable holding the signing secret (http mode)")
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
+    update_interval_s: float = Field(1.0, gt=0, description="least time between two updates of a streaming answer (Slack allows ~1 a second)")
+    max_message_chars: int = Field(3000, ge=100, description="longest text in one message; longer answers continue in more messages")
+    gateway_timeout_s: float = Field(60.0, gt=0, description="how long the bot waits for the gateway before apologising")
+
+
 class PriceSettings(BaseModel):
     prompt: float = Field(ge=0, description="$ per million prompt tokens")
     sampled: float = Field(ge=0, description="$ per million sampled tokens")
@@ -268,6 +313,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "DOCENT_DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "DOCENT_REDIS_URL"))
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "DOCENT_RAY_ADDRESS"))
+    auth_enabled: bool = Field(
+        True, description="require an API key (Authorization: Bearer) on /query, /stream and /feedback (DOCENT_AUTH_ENABLED)"
+    )
+    api_key: str | None = Field(
+        None, description="the key docent's own clients (docent query, the Slack bot) send to the gateway (DOCENT_API_KEY)"
+    )
     mlflow_tracking_uri: str | None = Field(
         None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "DOCENT_MLFLOW_TRACKING_URI"),
         description="MLflow tracking server for experiments; default: an SQLite store under <data_dir>/mlflow",
@@ -283,6 +334,8 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)

@@ -175,7 +175,7 @@ Stage = Literal["embed", "retrieve", "rerank", "route", "generate", "total"]
 
 
 class Answer(BaseModel):
-    id: str = Field(description="names this answer (e.g. in feedback)")
+    answer_id: str = Field(description="names this answer: send it with feedback (POST /feedback)")
     question: str
     index: str
     answer: str
@@ -186,3 +186,4 @@ class Answer(BaseModel):
     cost: float = Field(description="estimated $ from the LLM's prices")
     fallbacks: list[Fallback] = Field(default_factory=list)
     timings_ms: dict[Stage, float]
+    cached: bool = Field(False, description="served from the response cache: an earlier identical question's answer")

@@ -14,7 +14,7 @@ import pytest
 
 from docent.settings import Settings
 
-pytest_plugins = ["tests.llm_fixtures"]
+pytest_plugins = ["tests.llm_fixtures", "tests.gateway_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -132,7 +132,7 @@ class RequestMetrics:
 def _log_answer(answer: Answer) -> None:
     log.info(
         "answered id=%s llm=%s route=%s sources=%d prompt_tokens=%d completion_tokens=%d cost=%.6f total_ms=%.1f",
-        answer.id, answer.llm, answer.route.llm, len(answer.sources), answer.usage.prompt_tokens,
+        answer.answer_id, answer.llm, answer.route.llm, len(answer.sources), answer.usage.prompt_tokens,
         answer.usage.completion_tokens, answer.cost, answer.timings_ms.get("total", 0.0),
     )
 
@@ -225,7 +225,7 @@ def sse(event: str, data: Any) -> bytes:
 
 async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayMetrics) -> AsyncIterator[bytes]:
     yield sse("sources", {
-        "id": prepared.id,
+        "answer_id": prepared.answer_id,
         "question": prepared.question,
         "index": prepared.index,
         "route": prepared.route.model_dump(),
@@ -247,7 +247,7 @@ async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayM
                     answer = answer_of(prepared, "".join(parts), fallbacks, event)
                     metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, fallbacks)
                     _log_answer(answer)
-                    done = answer.model_dump(include={"id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms"})
+                    done = answer.model_dump(include={"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached"})
                     frames.append(sse("done", done))
             yield b"".join(frames)
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event

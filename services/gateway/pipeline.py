@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,10 @@ class RequestError(ValueError):
 
 @dataclass
 class Prepared:
-    """A question retrieved, reranked and routed: everything generation needs."""
+    """A question retrieved, reranked and routed: everything generation needs.
+
+    `id` is the request's id (logs, traces; a client may choose it); `answer_id` is unique.
+    """
 
     id: str
     question: str
@@ -43,6 +47,7 @@ class Prepared:
     route: Route
     started: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def sources(self) -> list[Source]:
@@ -200,7 +205,7 @@ class QueryPipeline:
 
 def answer_of(prepared: Prepared, text: str, fallbacks: list[Fallback], done: DoneEvent) -> Answer:
     return Answer(
-        id=prepared.id,
+        answer_id=prepared.answer_id,
         question=prepared.question,
         index=prepared.index,
         answer=text,
