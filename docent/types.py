@@ -187,3 +187,16 @@ class Answer(BaseModel):
     fallbacks: list[Fallback] = Field(default_factory=list)
     timings_ms: dict[Stage, float]
     cached: bool = Field(False, description="served from the response cache: an earlier identical question's answer")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    answer_id: str = Field(min_length=1, description="the answer's `answer_id` (from /query or /stream's done event)")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, description="what was wrong or right, in the user's words")
+
+
+class FeedbackReceipt(BaseModel):
+    feedback_id: int
+    answer_id: str

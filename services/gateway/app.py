@@ -1,7 +1,8 @@
-"""The HTTP API: `POST /query`, SSE `/stream`, health, readiness and metrics.
+"""The HTTP API: `POST /query`, SSE `/stream`, `POST /feedback`, health, readiness and metrics.
 
-The app only knows a `QueryPipeline` (on `app.state.pipeline`); whether its stages are
-Serve deployments or local objects is decided by whoever builds it.
+The app knows a `QueryPipeline` (on `app.state.pipeline`) and the `GatewayPolicies`
+around it (keys, limits, cache, answer log); whether the pipeline's stages are Serve
+deployments or local objects is decided by whoever builds it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
@@ -22,9 +24,12 @@ from pydantic import ValidationError
 from docent.db import DatabaseError
 from docent.observability import RequestIds
 from docent.store import IndexNotFound
-from docent.types import Answer, Fallback, QueryOptions, QueryRequest, UnknownLLM
+from docent.types import Answer, Fallback, FeedbackReceipt, FeedbackRequest, QueryOptions, QueryRequest, UnknownLLM
+from services.gateway.answer_log import UnknownAnswer
+from services.gateway.errors import ServiceError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pipeline import Prepared, QueryPipeline, RequestError, answer_of
+from services.gateway.policies import CacheLookup, Caller, GatewayPolicies
 from services.generator.generator import DoneEvent, FallbackEvent, GenerationFailed, TokenEvent
 from services.generator.llm import LLMFailure
 from services.retriever.lexical import LexicalIndexError
@@ -35,17 +40,15 @@ DESCRIPTION = """Answers questions about the indexed documentation with cited so
 
 `POST /query` returns the whole answer; `/stream` sends it as server-sent events:
 `sources` first, then `token` events (and a `fallback` event when an LLM fails and the
-next one takes over), then `done` with the LLM that answered, token usage, cost and
-timings — or `error` if the answer fails midway.
+next one takes over), then `done` with the answer_id, the LLM that answered, token
+usage, cost and timings — or `error` if the answer fails midway. `POST /feedback` rates
+an answer by its `answer_id`.
+
+With auth enabled, `/query`, `/stream` and `/feedback` need `Authorization: Bearer KEY`
+(401 without a known key, 403 for a revoked one or one without the scope); each key is
+rate-limited (429 with Retry-After). Repeated questions may be answered from the cache
+(`cached: true`, header `X-Cache: hit`).
 """
-
-
-class ServiceError(Exception):
-    """A failure with the HTTP status and message the client should see."""
-
-    def __init__(self, status: int, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
 
 
 def classify(exc: BaseException, retry_after: int) -> ServiceError | RequestError:
@@ -72,13 +75,26 @@ def classify(exc: BaseException, retry_after: int) -> ServiceError | RequestErro
     return ServiceError(500, f"internal error ({type(exc).__name__}); the gateway's log has the details")
 
 
-def create_app(pipeline: QueryPipeline | None = None, metrics: GatewayMetrics | None = None) -> FastAPI:
+def create_app(
+    pipeline: QueryPipeline | None = None,
+    metrics: GatewayMetrics | None = None,
+    policies: GatewayPolicies | None = None,
+) -> FastAPI:
+    """The app; without `policies`, they are built from the pipeline's settings."""
     app = FastAPI(title="docent", description=DESCRIPTION, version="0.1.0")
     app.state.pipeline = pipeline
     app.state.metrics = metrics or GatewayMetrics()
+    if policies is None and pipeline is not None:
+        policies = GatewayPolicies(pipeline.settings, app.state.metrics)
+    app.state.policies = policies
     _add_error_handlers(app)
     _add_routes(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    if pipeline is not None and pipeline.settings.gateway.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=pipeline.settings.gateway.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], expose_headers=["X-Request-ID", "X-Cache"],
+        )
     app.add_middleware(RequestIds)  # outermost: the id exists before anything else runs
     return app
 
@@ -90,11 +106,38 @@ def _pipeline(request: Request) -> QueryPipeline:
     return pipeline
 
 
+def _policies(request: Request) -> GatewayPolicies:
+    policies = request.app.state.policies
+    if policies is None:
+        raise ServiceError(503, "the gateway is starting", 1)
+    return policies
+
+
+def _caller_with(scope: str, limited: bool):
+    """A dependency: the authorised (and, if `limited`, rate-limited) caller; runs before the body is read."""
+
+    async def caller(request: Request) -> Caller:
+        policies = _policies(request)
+        try:
+            who = await policies.authorize(request, scope)
+            if limited:
+                await policies.limit(who)
+        except Exception as exc:  # noqa: BLE001 - a database outage while checking a key is a 503, not a 500
+            raise classify(exc, policies.settings.serving.retry_after_s) from None
+        return who
+
+    return caller
+
+
+Asker = Annotated[Caller, Depends(_caller_with("query", limited=True))]
+Rater = Annotated[Caller, Depends(_caller_with("feedback", limited=False))]
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+        headers = {**exc.headers, **({"Retry-After": str(exc.retry_after)} if exc.retry_after else {})}
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers or None)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -131,7 +174,7 @@ class RequestMetrics:
 
 def _log_answer(answer: Answer) -> None:
     log.info(
-        "answered id=%s llm=%s route=%s sources=%d prompt_tokens=%d completion_tokens=%d cost=%.6f total_ms=%.1f",
+        "answered answer_id=%s llm=%s route=%s sources=%d prompt_tokens=%d completion_tokens=%d cost=%.6f total_ms=%.1f",
         answer.answer_id, answer.llm, answer.route.llm, len(answer.sources), answer.usage.prompt_tokens,
         answer.usage.completion_tokens, answer.cost, answer.timings_ms.get("total", 0.0),
     )
@@ -141,24 +184,31 @@ def _add_routes(app: FastAPI) -> None:
     metrics: GatewayMetrics = app.state.metrics
 
     @app.post("/query", response_model=Answer, summary="Answer a question", responses=_ERRORS)
-    async def query(body: QueryRequest, request: Request) -> Response:
-        pipeline = _pipeline(request)
+    async def query(body: QueryRequest, request: Request, caller: Asker) -> Response:
+        pipeline, policies = _pipeline(request), _policies(request)
+        started = time.perf_counter()
         try:
-            answer = await pipeline.answer(body)
+            lookup = await policies.cached(body)
+            if lookup and lookup.answer:
+                answer = policies.replay(lookup.answer, started)
+            else:
+                answer = await pipeline.answer(body)
+                await policies.remember(lookup, answer)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error with a message
             raise classify(exc, pipeline.settings.serving.retry_after_s) from None
-        metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, answer.fallbacks)
-        _log_answer(answer)
+        await _answered(answer, caller, policies, metrics)
         # Already a validated Answer: serialised once, not validated again as response_model would.
-        return Response(answer.model_dump_json(), media_type="application/json")
+        headers = {"X-Cache": "hit" if answer.cached else "miss"}
+        return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
     @app.post("/stream", summary="Answer a question as server-sent events", responses=_STREAM_RESPONSES)
-    async def stream_post(body: QueryRequest, request: Request):
-        return await _stream(_pipeline(request), body, metrics)
+    async def stream_post(body: QueryRequest, request: Request, caller: Asker):
+        return await _stream(request, body, caller)
 
     @app.get("/stream", summary="Answer a question as server-sent events", responses=_STREAM_RESPONSES)
     async def stream_get(
         request: Request,
+        caller: Asker,
         query: Annotated[str, Query(description="the question")],
         index: str | None = None,
         mode: Literal["semantic", "lexical", "hybrid"] | None = None,
@@ -178,7 +228,25 @@ def _add_routes(app: FastAPI) -> None:
             raise RequestValidationError(
                 [{**e, "loc": ("query", *[p for p in e["loc"] if p != "options"])} for e in exc.errors(include_url=False)]
             ) from None
-        return await _stream(_pipeline(request), body, metrics)
+        return await _stream(request, body, caller)
+
+    @app.post(
+        "/feedback", status_code=201, summary="Rate an answer", response_model=FeedbackReceipt,
+        responses={404: {"description": "unknown answer_id"}, 422: _ERRORS[422]},
+    )
+    async def feedback(body: FeedbackRequest, request: Request, caller: Rater) -> FeedbackReceipt:
+        policies = _policies(request)
+        limit = policies.settings.gateway.max_comment_chars
+        if body.comment is not None and len(body.comment) > limit:
+            raise RequestError("comment", f"the comment is {len(body.comment)} characters; at most {limit}")
+        try:
+            feedback_id = await policies.answers.add_feedback(body.answer_id, body.rating, body.comment, caller.key_name)
+        except UnknownAnswer as exc:
+            raise ServiceError(404, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, policies.settings.serving.retry_after_s) from None
+        metrics.feedback.labels(body.rating).inc()
+        return FeedbackReceipt(feedback_id=feedback_id, answer_id=body.answer_id)
 
     @app.get("/healthz", summary="The gateway process is up")
     async def healthz() -> dict[str, str]:
@@ -186,12 +254,18 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", summary="Database, index and models are loaded", responses={503: {"description": "not ready"}})
     async def readyz(request: Request) -> JSONResponse:
-        pipeline = request.app.state.pipeline
+        """Ready when the pipeline can answer; `degraded` lists what it answers without (Redis, failing open)."""
+        pipeline, policies = request.app.state.pipeline, request.app.state.policies
         problems = await pipeline.ready() if pipeline else {"gateway": "starting"}
+        degraded: dict[str, str] = {}
+        if policies is not None:
+            policy_problems, degraded = await policies.readiness()
+            problems.update(policy_problems)
         if problems:
             retry = str(pipeline.settings.serving.retry_after_s) if pipeline else "1"
-            return JSONResponse({"ready": False, "problems": problems}, status_code=503, headers={"Retry-After": retry})
-        return JSONResponse({"ready": True, "problems": {}})
+            body = {"ready": False, "problems": problems, "degraded": degraded}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": retry})
+        return JSONResponse({"ready": True, "problems": {}, "degraded": degraded})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
@@ -210,27 +284,59 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _stream(pipeline: QueryPipeline, body: QueryRequest, metrics: GatewayMetrics) -> EventSourceResponse:
+async def _answered(answer: Answer, caller: Caller, policies: GatewayPolicies, metrics: GatewayMetrics) -> None:
+    if not answer.cached:
+        metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, answer.fallbacks)
+    _log_answer(answer)
+    await policies.record(answer, caller)
+
+
+async def _stream(request: Request, body: QueryRequest, caller: Caller) -> EventSourceResponse:
     """Everything that can fail before the first byte is an HTTP error; later failures are `error` events."""
+    pipeline, policies, metrics = _pipeline(request), _policies(request), request.app.state.metrics
+    started = time.perf_counter()
     try:
-        prepared = await pipeline.prepare(body)
+        lookup = await policies.cached(body)
+        if lookup and lookup.answer:
+            events = _replayed_events(policies.replay(lookup.answer, started), caller, policies, metrics)
+        else:
+            prepared = await pipeline.prepare(body)
+            events = _events(pipeline, prepared, lookup, caller, policies, metrics)
     except Exception as exc:  # noqa: BLE001
         raise classify(exc, pipeline.settings.serving.retry_after_s) from None
-    return EventSourceResponse(_events(pipeline, prepared, metrics), headers={"Cache-Control": "no-cache"})
+    headers = {"Cache-Control": "no-cache", "X-Cache": "hit" if lookup and lookup.answer else "miss"}
+    return EventSourceResponse(events, headers=headers)
 
 
 def sse(event: str, data: Any) -> bytes:
     return format_sse_event(event=event, data_str=json.dumps(data, separators=(",", ":")))
 
 
-async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayMetrics) -> AsyncIterator[bytes]:
-    yield sse("sources", {
-        "answer_id": prepared.answer_id,
-        "question": prepared.question,
-        "index": prepared.index,
-        "route": prepared.route.model_dump(),
-        "sources": [s.model_dump() for s in prepared.sources],
+_DONE_FIELDS = {"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached"}
+
+
+def _sources_event(answer_id: str, question: str, index: str, route, sources) -> bytes:
+    return sse("sources", {
+        "answer_id": answer_id,
+        "question": question,
+        "index": index,
+        "route": route.model_dump(),
+        "sources": [s.model_dump() for s in sources],
     })
+
+
+async def _replayed_events(answer: Answer, caller: Caller, policies: GatewayPolicies, metrics) -> AsyncIterator[bytes]:
+    """A cached answer, as the events of a stream: its whole text in one token event."""
+    await _answered(answer, caller, policies, metrics)
+    yield _sources_event(answer.answer_id, answer.question, answer.index, answer.route, answer.sources)
+    yield sse("token", {"text": answer.answer}) + sse("done", answer.model_dump(include=_DONE_FIELDS))
+
+
+async def _events(
+    pipeline: QueryPipeline, prepared: Prepared, lookup: CacheLookup | None, caller: Caller,
+    policies: GatewayPolicies, metrics: GatewayMetrics,
+) -> AsyncIterator[bytes]:
+    yield _sources_event(prepared.answer_id, prepared.question, prepared.index, prepared.route, prepared.sources)
     parts: list[str] = []
     fallbacks: list[Fallback] = []
     try:
@@ -245,10 +351,10 @@ async def _events(pipeline: QueryPipeline, prepared: Prepared, metrics: GatewayM
                     frames.append(sse("fallback", {"llm": event.llm, "reason": event.reason}))
                 elif isinstance(event, DoneEvent):
                     answer = answer_of(prepared, "".join(parts), fallbacks, event)
-                    metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, fallbacks)
-                    _log_answer(answer)
-                    done = answer.model_dump(include={"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached"})
-                    frames.append(sse("done", done))
+                    # Logged before `done` goes out: a client may send feedback as soon as it sees the answer_id.
+                    await _answered(answer, caller, policies, metrics)
+                    await policies.remember(lookup, answer)
+                    frames.append(sse("done", answer.model_dump(include=_DONE_FIELDS)))
             yield b"".join(frames)
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
         error = classify(exc, pipeline.settings.serving.retry_after_s)

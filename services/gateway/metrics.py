@@ -1,4 +1,4 @@
-"""Prometheus metrics of the gateway: requests, latency per endpoint and per stage, tokens, routes."""
+"""Prometheus metrics of the gateway: requests, latency per endpoint and per stage, tokens, routes, cache, limits."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ class GatewayMetrics:
         self.routes = Counter("docent_route_decisions", "LLM chosen by the router or the request", ["llm"], registry=r)
         self.answers = Counter("docent_answers", "Answers by the LLM that actually answered", ["llm"], registry=r)
         self.fallbacks = Counter("docent_llm_fallbacks", "LLM failures that moved to the next in the chain", ["llm"], registry=r)
+        self.cache = Counter("docent_cache_lookups", "Response cache lookups by result (hit, miss, error)", ["result"], registry=r)
+        self.rate_limited = Counter("docent_rate_limited", "Requests refused by a rate limit", registry=r)
+        self.redis_errors = Counter("docent_redis_errors", "Redis calls that failed or timed out", registry=r)
+        self.feedback = Counter("docent_feedback", "Feedback received, by rating", ["rating"], registry=r)
         self.errors = Counter("docent_errors", "Failed requests by endpoint and kind", ["endpoint", "kind"], registry=r)
 
     def record_answer(self, llm: str, route: str, usage, cost: float, timings_ms: dict[str, float], fallbacks) -> None:

@@ -22,7 +22,7 @@ def _closed_port() -> int:
 
 
 async def test_an_unreachable_database_is_503_with_retry_after_and_readyz_says_why():
-    settings = Settings(database_url=f"postgresql://docent@127.0.0.1:{_closed_port()}/docent", index="any")
+    settings = Settings(database_url=f"postgresql://docent@127.0.0.1:{_closed_port()}/docent", index="any", auth_enabled=False)
     pipeline = await open_local_pipeline(settings)  # the index's load fails: no database
     try:
         app = create_app(pipeline)
@@ -42,7 +42,10 @@ async def test_an_unreachable_database_is_503_with_retry_after_and_readyz_says_w
 def test_an_index_still_loading_is_503_until_it_is_ready(ray_local, docs_tree):
     from ingest.pipeline import run_ingest
 
-    settings = Settings(index="loading-check", chunking={"chunk_size": 200, "chunk_overlap": 20}, serving={"index_preload": False})
+    settings = Settings(
+        index="loading-check", chunking={"chunk_size": 200, "chunk_overlap": 20}, serving={"index_preload": False},
+        auth_enabled=False,
+    )
     run_ingest(docs_tree, settings)
     asyncio.run(_first_503_then_answers(settings))
 

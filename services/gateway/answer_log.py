@@ -1,0 +1,91 @@
+"""Every answer the gateway gives, and the feedback on it, in PostgreSQL.
+
+The pool is opened on first use, in the event loop of whoever serves requests (a Serve
+replica builds the app before its loop runs). Old answers are deleted, with their
+feedback, once they pass `answer_retention_days`; the purge runs at most once an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import asyncpg
+
+from docent.db import create_pool
+from docent.settings import Settings
+from docent.types import Answer
+
+log = logging.getLogger(__name__)
+
+_PURGE_INTERVAL_S = 3600  # retention is counted in days: an hourly purge is prompt enough
+
+
+class UnknownAnswer(LookupError):
+    pass
+
+
+class Database:
+    """One asyncpg pool for the gateway's own tables, opened lazily."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await create_pool(self.settings)
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+def _sources(answer: Answer) -> str:
+    return json.dumps([s.model_dump(exclude={"text"}) for s in answer.sources])
+
+
+class AnswerLog:
+    def __init__(self, database: Database, retention_days: int):
+        self.database, self.retention_days = database, retention_days
+        self._last_purge = 0.0
+
+    async def record(self, answer: Answer, api_key: str | None) -> None:
+        pool = await self.database.pool()
+        top_score = max((s.score for s in answer.sources), default=None)
+        await pool.execute(
+            "INSERT INTO answers (id, api_key, question, index_name, answer, sources, top_score, llm, route,"
+            " fallbacks, usage, cost, timings_ms, cached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            answer.answer_id, api_key, answer.question, answer.index, answer.answer, _sources(answer), top_score,
+            answer.llm, answer.route.model_dump_json(), json.dumps([f.model_dump() for f in answer.fallbacks]),
+            answer.usage.model_dump_json(), answer.cost, json.dumps(answer.timings_ms), answer.cached,
+        )
+        if time.monotonic() - self._last_purge > _PURGE_INTERVAL_S:
+            self._last_purge = time.monotonic()
+            await self.purge_expired()
+
+    async def add_feedback(self, answer_id: str, rating: str, comment: str | None, api_key: str | None) -> int:
+        pool = await self.database.pool()
+        try:
+            return await pool.fetchval(
+                "INSERT INTO feedback (answer_id, rating, comment, api_key) VALUES ($1, $2, $3, $4) RETURNING id",
+                answer_id, rating, comment, api_key,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise UnknownAnswer(f"no answer with answer_id {answer_id!r} (answers are kept {self.retention_days} days)") from None
+
+    async def purge_expired(self) -> int:
+        pool = await self.database.pool()
+        status = await pool.execute(
+            "DELETE FROM answers WHERE created_at < now() - make_interval(days => $1)", self.retention_days
+        )
+        deleted = int(status.split()[-1])
+        if deleted:
+            log.info("deleted %d answers older than %d days, with their feedback", deleted, self.retention_days)
+        return deleted

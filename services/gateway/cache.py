@@ -1,0 +1,113 @@
+"""The response cache: an answer kept for a question already answered the same way.
+
+An entry's key is the normalised question, the index's revision and a fingerprint of
+everything else that shapes the answer (models, retrieval and generation settings,
+prompt, request options), so any change misses instead of serving a stale answer. A
+re-ingest bumps the index's revision; it also deletes the index's entries from Redis
+(`forget_index_answers`) so they do not sit there until their TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from docent.settings import CacheSettings, Settings
+from docent.types import Answer, QueryRequest
+from services.gateway.guarded_redis import GuardedRedis
+
+# What the answer to a question depends on, besides the index's contents and the request.
+_ANSWER_SHAPING_SETTINGS = {"embedding", "chunking", "lexical", "retrieval", "rerank", "router", "generation"}
+_TRAILING_PUNCTUATION = re.compile(r"[\s?!.]+$")
+
+
+def normalise_query(query: str) -> str:
+    """Case, spacing and trailing punctuation do not change what is asked."""
+    return _TRAILING_PUNCTUATION.sub("", " ".join(query.split()).casefold())
+
+
+def configuration_fingerprint(settings: Settings) -> str:
+    config = settings.model_dump(mode="json", include=_ANSWER_SHAPING_SETTINGS)
+    models = {kind: _file_version(settings.model_artifact(kind)) for kind in ("reranker", "router")}
+    blob = json.dumps({"settings": config, "models": models}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _file_version(path: Path) -> list[float] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime]
+
+
+def cache_key(fingerprint: str, revision: int, request: QueryRequest) -> str:
+    what = {
+        "query": normalise_query(request.query),
+        "revision": revision,
+        "options": request.options.model_dump(exclude_none=True),
+        "configuration": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+class LocalAnswerCache:
+    """Least-recently-used answers of this process, each for `ttl_s`."""
+
+    def __init__(self, settings: CacheSettings):
+        self.ttl_s, self.capacity = settings.ttl_s, settings.local_entries
+        self._entries: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+
+    async def get(self, index: str, key: str) -> Answer | None:
+        entry = self._entries.get((index, key))
+        if entry is None:
+            return None
+        expires, payload = entry
+        if time.monotonic() > expires:
+            del self._entries[(index, key)]
+            return None
+        self._entries.move_to_end((index, key))
+        return Answer.model_validate_json(payload)
+
+    async def put(self, index: str, key: str, answer: Answer) -> None:
+        self._entries[(index, key)] = (time.monotonic() + self.ttl_s, answer.model_dump_json())
+        self._entries.move_to_end((index, key))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+def _redis_key(prefix: str, index: str, key: str) -> str:
+    return f"{prefix}answer:{index}:{key}"
+
+
+class RedisAnswerCache:
+    """Raises RedisDown when Redis cannot be used; the caller applies the failure policy."""
+
+    def __init__(self, redis: GuardedRedis, settings: CacheSettings):
+        self.redis, self.ttl_s = redis, settings.ttl_s
+
+    async def get(self, index: str, key: str) -> Answer | None:
+        payload = await self.redis.call(lambda r: r.get(_redis_key(self.redis.prefix, index, key)))
+        return Answer.model_validate_json(payload) if payload else None
+
+    async def put(self, index: str, key: str, answer: Answer) -> None:
+        payload = answer.model_dump_json()
+        await self.redis.call(lambda r: r.set(_redis_key(self.redis.prefix, index, key), payload, ex=self.ttl_s))
+
+
+def forget_index_answers(settings: Settings, index: str) -> int:
+    """Delete the index's cached answers from Redis (after its contents changed); returns how many."""
+    if not settings.redis_url:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        keys = list(client.scan_iter(match=_redis_key(settings.gateway.key_prefix, index, "*"), count=1000))
+        return client.unlink(*keys) if keys else 0
+    finally:
+        client.close()
