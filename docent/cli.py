@@ -299,6 +299,9 @@ def query(
     k: Annotated[int | None, typer.Option("-k", help="chunks to retrieve")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer as it arrives")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the answer as JSON (with --stream: one event per line)")] = False,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key for a gateway with auth enabled (default: DOCENT_API_KEY)", show_default=False)
+    ] = None,
 ) -> None:
     """Ask a running gateway (`docent serve`) a question; prints the answer and its sources."""
     from services.gateway.client import GatewayClient, GatewayError
@@ -309,7 +312,7 @@ def query(
         settings = _settings()
     options = {key: value for key, value in {"llm": llm, "num_chunks": k}.items() if value is not None}
     body = {"query": question, "index": index, "options": options}
-    client = GatewayClient(url or settings.serving.url)
+    client = GatewayClient(url or settings.serving.url, api_key=api_key or settings.api_key)
     try:
         if stream:
             _print_stream(client.stream(body), as_json)
@@ -639,6 +642,13 @@ from docent.commands.finetune import finetune_app
 
 app.add_typer(finetune_app, name="finetune")
 
+
+from docent.commands.keys import keys_app
+from docent.commands.flywheel import flywheel_app
+
+app.add_typer(flywheel_app, name="flywheel")
+
+app.add_typer(keys_app, name="keys")
 
 from docent.commands import evaluate as _evaluate_commands
 

@@ -83,7 +83,20 @@ class IngestSettings(BaseModel):
     )
     write_batch_chunks: int = Field(2000, ge=1, description="chunks of finished documents written per transaction")
     s3_endpoint_url: str | None = Field(
-        None, description="S3-compatible endpoint for s3:// sources (MinIO, …); default: AWS_ENDPOINT_URL, else AWS"
+        None, description="S3-compatible endpoint for every s3:// URI (MinIO, …); default: AWS_ENDPOINT_URL, else AWS"
+    )
+    s3_region: str | None = Field(
+        None, description="region of the buckets; default: AWS_REGION / AWS_DEFAULT_REGION / ~/.aws, else us-east-1"
+    )
+    s3_access_key_id_env: str = Field(
+        "AWS_ACCESS_KEY_ID", description="environment variable holding the S3 access key id; with it unset, the "
+        "default AWS chain (~/.aws, an instance or pod role)"
+    )
+    s3_secret_access_key_env: str = Field(
+        "AWS_SECRET_ACCESS_KEY", description="environment variable holding the S3 secret access key"
+    )
+    s3_session_token_env: str = Field(
+        "AWS_SESSION_TOKEN", description="environment variable holding a session token (temporary keys; optional)"
     )
 
 
@@ -291,6 +304,10 @@ class ExperimentSettings(BaseModel):
     trial_gpus: float = Field(0.0, ge=0, description="GPUs Ray Tune reserves per trial")
     max_concurrent_trials: int | None = Field(None, ge=1, description="trials at once; default: as resources allow")
     runs_dir: Path | None = Field(None, description="trial folders (responses, evaluation); default: <data_dir>/experiments")
+    artifact_location: str | None = Field(
+        None, description="where new experiments keep their MLflow artifacts, e.g. s3://bucket/mlflow (endpoint and keys: "
+        "ingest.s3_*); default: <data_dir>/mlflow/artifacts with the local store, the server's choice with a tracking server"
+    )
 
 
 class FinetuneSettings(BaseModel):
@@ -301,6 +318,14 @@ class FinetuneSettings(BaseModel):
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="pairs held out for the retrieval evaluator")
     max_new_words: int = Field(1000, ge=0, description="most frequent out-of-vocabulary corpus words added (with --add-vocab)")
     seed: int = 1234
+
+
+class FlywheelSettings(BaseModel):
+    low_score: float = Field(
+        0.3, description="an answer whose top_score (its best source's retrieval score, as logged) is below this is a "
+        "low-score problem; a cosine similarity in semantic retrieval, other scales in hybrid or lexical mode"
+    )
+    report_limit: int = Field(50, ge=1, description="worst questions listed by `docent flywheel report` (--limit)")
 
 
 class Settings(BaseSettings):
@@ -339,6 +364,7 @@ class Settings(BaseSettings):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    flywheel: FlywheelSettings = Field(default_factory=FlywheelSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -134,8 +134,26 @@ async def ingest(
                 await _finish_index(store, index, settings, report, progress)
     finally:
         await conn.close()
+    if todo or report.files_removed:
+        _forget_cached_answers(settings)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _forget_cached_answers(settings: Settings) -> None:
+    """The gateway's cached answers from the old contents. They would miss anyway (the
+    index's revision is part of their key); deleting them frees Redis at once."""
+    from redis.exceptions import RedisError
+
+    from services.gateway.cache import forget_index_answers
+
+    try:
+        forgotten = forget_index_answers(settings, settings.index_name)
+    except RedisError as exc:
+        log.warning("cached answers of %s left to expire (Redis: %s)", settings.index_name, exc)
+        return
+    if forgotten:
+        log.info("forgot %d cached answers of %s", forgotten, settings.index_name)
 
 
 def index_config(settings: Settings, embedding_dim: int) -> IndexConfig:

@@ -7,6 +7,8 @@ PORT=${DOCENT_DEMO_PORT:-8000}
 URL="http://127.0.0.1:${PORT}"
 LOG="${DOCENT_DATA_DIR:-.docent}/serve.log"
 READY_WAIT_S=${DOCENT_DEMO_READY_WAIT_S:-300}
+# The demo is one person on one machine: no API keys (everywhere else they are required).
+export DOCENT_AUTH_ENABLED=${DOCENT_AUTH_ENABLED:-false}
 mkdir -p "$(dirname "$LOG")"
 
 "$BIN/docent" serve --port "$PORT" >"$LOG" 2>&1 &

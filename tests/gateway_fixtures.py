@@ -39,6 +39,7 @@ class ServedGateway:
     url: str
     index: str
     args: dict[str, Any]
+    docs: Path  # the ingested copy of the fixture docs, free to edit and ingest again
 
 
 def answering_llms(base_url: str) -> list[dict]:
@@ -69,7 +70,7 @@ def serve_docent(work: Path, **args: Any) -> Iterator[ServedGateway]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url)
-        yield ServedGateway(url, index, args)
+        yield ServedGateway(url, index, args, docs)
     finally:
         serve.shutdown()
 

@@ -39,9 +39,10 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
 
 
 class GatewayClient:
-    def __init__(self, url: str, timeout: float = 120.0):
+    def __init__(self, url: str, timeout: float = 120.0, api_key: str | None = None):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def query(self, body: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -46,7 +46,7 @@ def hash_key(key: str) -> str:
 
 
 def _prefix_of(key: str) -> str | None:
-    parts = key.split("_")
+    parts = key.split("_", 2)  # the secret itself may hold underscores
     return parts[1] if len(parts) == 3 and parts[0] == KEY_PREFIX and parts[1] and parts[2] else None
 
 
