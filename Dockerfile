@@ -61,6 +61,7 @@ COPY docent ./docent
 COPY ingest ./ingest
 COPY services ./services
 COPY evaluation ./evaluation
+COPY clients ./clients
 RUN pip install --no-deps . \
  && python -c "import torch, docent.cli, services.gateway.deployment, ingest.pipeline; print('docent imports')"
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export DOCENT_DATA_DIR ?= $(CURDIR)/.docent
 
-.PHONY: install demo test bench-ingest bench-retrieval bench-query clean
+.PHONY: install system-deps demo test bench-ingest bench-retrieval bench-query clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: install
 	$(BIN)/docent search "How does docent keep re-ingesting cheap when nothing changed?" -k 3
 	BIN=$(BIN) scripts/demo-serve.sh
 
-test: install
+# redis-server and chromium: the tests run real ones (rate limits, cache; the widget in a browser).
+system-deps:
+	scripts/system-deps.sh
+
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 bench-ingest: install

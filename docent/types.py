@@ -96,6 +96,7 @@ class IndexInfo(IndexConfig):
 class SearchHit(BaseModel):
     rank: int
     score: float
+    similarity: float | None = None  # the query's cosine similarity to the chunk, when semantic search found it
     source: str
     text: str
     chunk_id: int
@@ -152,7 +153,8 @@ class Source(BaseModel):
     source: str = Field(description="URL of the section, with its anchor")
     title: str
     text: str
-    score: float
+    score: float = Field(description="the retriever's ranking score (a fused rank score in hybrid mode)")
+    similarity: float | None = Field(None, description="cosine similarity of question and chunk (null: found by BM25 only)")
 
 
 class Usage(BaseModel):

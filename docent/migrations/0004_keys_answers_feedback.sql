@@ -21,7 +21,7 @@ CREATE TABLE answers (
     index_name  text NOT NULL,
     answer      text NOT NULL,
     sources     jsonb NOT NULL,               -- [{number, source, title, score}], without the text
-    top_score   double precision,             -- the best source's retrieval score (NULL: no sources)
+    top_score   double precision,             -- best cosine similarity of question and a source (NULL: none found semantically)
     llm         text NOT NULL,
     route       jsonb NOT NULL,
     fallbacks   jsonb NOT NULL,

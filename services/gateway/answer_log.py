@@ -58,7 +58,8 @@ class AnswerLog:
 
     async def record(self, answer: Answer, api_key: str | None) -> None:
         pool = await self.database.pool()
-        top_score = max((s.score for s in answer.sources), default=None)
+        # How well the best source matches, comparable across retrieval modes (a fused rank score is not).
+        top_score = max((s.similarity for s in answer.sources if s.similarity is not None), default=None)
         await pool.execute(
             "INSERT INTO answers (id, api_key, question, index_name, answer, sources, top_score, llm, route,"
             " fallbacks, usage, cost, timings_ms, cached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",

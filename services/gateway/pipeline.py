@@ -52,7 +52,7 @@ class Prepared:
     @property
     def sources(self) -> list[Source]:
         return [
-            Source(number=n, source=h.source, title=_title(h), text=h.text, score=h.score)
+            Source(number=n, source=h.source, title=_title(h), text=h.text, score=h.score, similarity=h.similarity)
             for n, h in enumerate(self.hits, start=1)
         ]
 

@@ -82,10 +82,12 @@ class Retriever:
             lexical = [(chunk_id, score) for chunk_id, score in lexical if chunk_id in chunks]
             ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
             texts = await self._texts(store, ranked, chunks, request.strategy)
+        similarities = dict(semantic)
         return [
             SearchHit(
                 rank=rank,
                 score=score,
+                similarity=similarities.get(chunk_id),
                 source=chunks[chunk_id].source,
                 text=texts[chunk_id],
                 chunk_id=chunk_id,

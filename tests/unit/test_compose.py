@@ -36,7 +36,7 @@ DEFAULT_SERVICES = {"postgres", "redis", "minio", "minio-init", "mlflow", "ray-h
 PROFILED = {"ingest": ["ingest"], "slack": ["slack"]}
 DOCENT_SERVICES = ("ray-head", "ingest", "slack")
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "S3_SECRET_KEY")
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|AUTH", re.IGNORECASE)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|AUTH(?!_ENABLED)", re.IGNORECASE)
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}, ${VAR+alt}; $$ escapes.
 REFERENCE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\})")
@@ -543,8 +543,12 @@ def test_slack_bot_service(compose):
     slack = compose["services"]["slack"]
     assert slack["command"] == ["docent", "slack"]
     assert slack["profiles"] == ["slack"]
-    assert {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"} <= environment(slack).keys()
-    assert "# The Slack bot (profile `slack`). Its code arrives with the next issue" in COMPOSE.read_text()
+    assert {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "DOCENT_API_KEY"} <= environment(slack).keys()
+    assert environment(slack)["DOCENT_SERVING__URL"] == "http://ray-head:8000"
+
+
+def test_the_gateway_requires_api_keys(compose):
+    assert environment(compose["services"]["ray-head"])["DOCENT_AUTH_ENABLED"] == "true"
 
 
 # ── MLflow: the same PostgreSQL, artifacts in the MinIO bucket ───────────────────────
