@@ -45,6 +45,7 @@ from evaluation.space import (
     trial_settings,
 )
 from evaluation.tracking import FINISHED, ensure_experiment, finished_runs, log_trial
+from ingest.remote import fetch
 
 # Settings that say where things run, not what the answers are: left out of a trial's key.
 _PLACEMENT = {"data_dir", "database_url", "redis_url", "ray_address", "mlflow_tracking_uri", "serving", "experiment"}
@@ -99,8 +100,8 @@ def base_settings(space: ExperimentSpace, cli_config: Path | None) -> Settings:
 
 
 def plan_experiment(space: ExperimentSpace, base: Settings) -> ExperimentPlan:
-    eval_set = open_eval_set(space.eval)
-    references_sha = digest(load_references(space.references)) if space.references else None
+    eval_set = open_eval_set(fetch(space.eval, base))  # a path, or an s3:// object read through the cache
+    references_sha = digest(load_references(fetch(space.references, base))) if space.references else None
     configurations = space.configurations()
     check_llms(configurations, base, space.judge)
     runs_dir = (base.experiment.runs_dir or base.data_dir / "experiments").expanduser() / space.name
@@ -202,8 +203,9 @@ def evaluate_trial(payload: dict[str, Any]) -> dict[str, float | None]:
     from evaluation.runner import run_eval
 
     settings = Settings.model_validate(payload["settings"])
-    eval_set = open_eval_set(Path(payload["eval"]))
-    references = load_references(Path(payload["references"])) if payload["references"] else {}
+    # s3:// inputs travel as URIs: each worker reads them through its own cache, no shared folder needed.
+    eval_set = open_eval_set(fetch(payload["eval"], settings))
+    references = load_references(fetch(payload["references"], settings)) if payload["references"] else {}
     llms = {m.name: m for m in settings.generation.llms}
     out_dir = Path(payload["out_dir"])
 

@@ -19,6 +19,7 @@ import yaml
 from docent.settings import Settings, load_settings
 from evaluation.experiment import ExperimentPlan, Trial, evaluate_trial, trial_key, trial_payload
 from evaluation.runner import load_references, open_eval_set
+from ingest.remote import fetch, is_remote
 from evaluation.space import PARAMETERS, ExperimentSpace, digest
 from evaluation.tracking import (
     EVAL_PATH_TAG,
@@ -57,18 +58,18 @@ def best_trial(runs: list[TrialRun], metric: str) -> TrialRun:
 
 def served_space(best: TrialRun, experiment: str, serving: Settings) -> ExperimentSpace:
     """The space a served-configuration run belongs to: the best trial's corpus, eval set and judge."""
-    eval_path = Path(best.tags[EVAL_PATH_TAG])
-    if not eval_path.is_file():
-        raise PromotionError(f"the experiment's eval set {eval_path} is gone: cannot compare on the same questions")
-    if open_eval_set(eval_path).sha256 != best.tags[EVAL_SHA_TAG]:
-        raise PromotionError(f"{eval_path} changed since the experiment ran: re-run it, then promote")
+    eval_source = best.tags[EVAL_PATH_TAG]  # a path, or an s3:// URI
+    if not is_remote(eval_source) and not Path(eval_source).is_file():
+        raise PromotionError(f"the experiment's eval set {eval_source} is gone: cannot compare on the same questions")
+    if open_eval_set(fetch(eval_source, serving)).sha256 != best.tags[EVAL_SHA_TAG]:
+        raise PromotionError(f"{eval_source} changed since the experiment ran: re-run it, then promote")
     tags = best.tags
     references = tags.get("docent.references")
-    if references and not Path(references).is_file():
+    if references and not is_remote(references) and not Path(references).is_file():
         raise PromotionError(f"the experiment's references {references} are gone: cannot compare on the same answers")
     return ExperimentSpace(
         name=experiment, corpus=tags.get("docent.corpus", ""), base_url=tags.get("docent.base_url", ""),
-        eval=eval_path, references=Path(references) if references else None, judge=tags.get("docent.judge"),
+        eval=eval_source, references=references or None, judge=tags.get("docent.judge"),
         limit=int(tags["docent.limit"]) if tags.get("docent.limit") else None,
         grid={"num_chunks": [serving.retrieval.num_chunks]},  # what a space needs; the served run varies nothing
     )
@@ -77,8 +78,8 @@ def served_space(best: TrialRun, experiment: str, serving: Settings) -> Experime
 def evaluate_served(serving: Settings, experiment: str, best: TrialRun, runs_dir: Path) -> tuple[dict[str, float], bool]:
     """The served configuration's metrics, and whether an earlier served run was reused."""
     space = served_space(best, experiment, serving)
-    eval_set = open_eval_set(space.eval)
-    references_sha = digest(load_references(space.references)) if space.references else None
+    eval_set = open_eval_set(fetch(space.eval, serving))
+    references_sha = digest(load_references(fetch(space.references, serving))) if space.references else None
     configuration = {"llm": best.configuration["llm"]} if "llm" in best.configuration else {}
     key = trial_key(space, serving, configuration, eval_set, references_sha)
     reused = finished_runs(serving, experiment).get(key)

@@ -4,8 +4,8 @@
 name: chunk-size                          # MLflow experiment; re-running it reuses finished trials
 corpus: ../shared/corpora/ray-docs-2.7    # docs folder indexed by the ingest job (one index per chunking+embedding)
 base_url: https://docs.ray.io/en/master/  # public URL of the corpus
-eval: ../shared/datasets/eval-dataset-v1.jsonl
-references: ../shared/datasets/references-gpt-4-turbo.json   # optional: answer metrics
+eval: ../shared/datasets/eval-dataset-v1.jsonl          # or s3://bucket/key
+references: ../shared/datasets/references-gpt-4-turbo.json   # optional: answer metrics; or s3://bucket/key
 config: ../config/ray-docs.yaml           # optional settings file every trial starts from
 fixed: {llm: extractive}                  # parameters every trial shares
 grid: {chunk_size: [300, 700], num_chunks: [5, 13]}            # every combination, or
@@ -13,7 +13,9 @@ random: {chunk_size: [100, 300, 500], num_chunks: [1, 15]}     # `samples` draws
 sweeps: {chunk_size: [100, 300], num_chunks: [1, 5, 9]}        # one parameter at a time, the rest `fixed`
 ```
 
-Paths are relative to the space file. Parameters are the names in `PARAMETERS`.
+Paths are relative to the space file. `corpus`, `eval` and `references` may be s3:// URIs (read
+with the settings' S3 endpoint and keys, see ingest/remote.py); `config` is a local file, since
+it holds those settings. Parameters are the names in `PARAMETERS`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from docent.settings import ChunkingSettings, Settings, default_index_name
 from docent.types import EXTRACTIVE_LLM
+from ingest.remote import is_remote
 
 
 class SpaceError(ValueError):
@@ -69,14 +72,26 @@ PARAMETERS: dict[str, Parameter] = {
 Configuration = dict[str, Any]  # parameter name → value
 
 
+def _path_or_uri(value: Any) -> Any:
+    """An s3:// URI stays text (as a Path its `//` would fold); other text is a path."""
+    if isinstance(value, Path) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("give a file path or an s3:// URI")
+    return value if is_remote(value) else Path(value)
+
+
+PathOrUri = Annotated[Path | str, BeforeValidator(_path_or_uri)]
+
+
 class ExperimentSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     corpus: str = Field(description="docs folder (or s3:// URI) the indexes are built from")
     base_url: str
-    eval: Path
-    references: Path | None = None
+    eval: PathOrUri
+    references: PathOrUri | None = None
     config: Path | None = Field(None, description="settings file every trial starts from")
     settings: dict[str, Any] = Field(default_factory=dict, description="settings overrides every trial shares")
     index_prefix: str | None = Field(None, description="indexes are named <prefix>-<model>-<size>-<overlap>")
@@ -150,17 +165,22 @@ def load_space(path: Path) -> ExperimentSpace:
         raise SpaceError(f"{path}: {problems}") from None
     here = path.resolve().parent
     located = {
-        "eval": here / space.eval,
-        "references": here / space.references if space.references else None,
-        "config": here / space.config if space.config else None,
+        "eval": _located(here, space.eval),
+        "references": _located(here, space.references),
+        "config": _located(here, space.config),
         "corpus": space.corpus if "://" in space.corpus else str(here / space.corpus),
     }
-    for field in ("eval", "references", "config"):
-        if located[field] is not None and not located[field].is_file():
+    for field in ("eval", "references", "config"):  # objects in a bucket are read (and checked) when the plan is made
+        if isinstance(located[field], Path) and not located[field].is_file():
             raise SpaceError(f"{path}: {field} file not found: {located[field]}")
     if "://" not in located["corpus"] and not Path(located["corpus"]).exists():
         raise SpaceError(f"{path}: corpus not found: {located['corpus']}")
     return space.model_copy(update=located)
+
+
+def _located(here: Path, value: Path | str | None) -> Path | str | None:
+    """A path relative to the space file's folder; a URI (or nothing) as it is."""
+    return here / value if isinstance(value, Path) else value
 
 
 def _problem(error: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from docent.settings import Settings
+from ingest.remote import export_s3_environment
 
 TRIAL_KEY_TAG = "docent.trial_key"
 TRIAL_LABEL_TAG = "docent.trial"
@@ -45,8 +46,11 @@ def tracking_uri(settings: Settings) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
-def _local_artifacts(settings: Settings) -> str | None:
-    """Where a default (local) store keeps artifacts; a server decides for itself."""
+def _artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps artifacts: `experiment.artifact_location` (e.g. s3://…), else beside a
+    default (local) store; a server decides for itself."""
+    if settings.experiment.artifact_location:
+        return settings.experiment.artifact_location
     return None if settings.mlflow_tracking_uri else (settings.data_dir / "mlflow" / "artifacts").as_uri()
 
 
@@ -61,6 +65,7 @@ def connect_tracking(settings: Settings):
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(tracking_uri(settings))
+    export_s3_environment(settings)  # MLflow's S3 artifact store (boto3) then uses docent's endpoint and keys
     return mlflow
 
 
@@ -71,7 +76,7 @@ def ensure_experiment(settings: Settings, name: str) -> str:
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return mlflow.create_experiment(name, artifact_location=_local_artifacts(settings))
+        return mlflow.create_experiment(name, artifact_location=_artifact_location(settings))
     except Exception as exc:
         raise TrackingError(f"MLflow store {tracking_uri(settings)} failed: {exc}") from exc
 

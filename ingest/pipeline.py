@@ -96,8 +96,8 @@ async def ingest(
     """Index the docs tree at `path`: a folder, a file, or an `s3://bucket/prefix` (mirrored locally first)."""
     started = time.perf_counter()
     if is_remote(path):
-        progress.stage("download", None)
-        path = (await asyncio.to_thread(mirror, str(path), settings)).root
+        # On this (the main) thread: reading the changed objects is a Ray Data job (see _index_documents).
+        path = mirror(str(path), settings, progress).root
     path = Path(path)
     if prune and path.is_file():
         raise SourceError("--prune needs a directory: with a single file every other document would be removed")
