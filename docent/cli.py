@@ -548,7 +548,7 @@ def eval_run(
 
     The configuration is the settings (`docent --config FILE`) with the options given here.
 
-    Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG.
+    Retrieval: retrieval_score (gold page retrieved), recall@k, MRR, nDCG, over the questions with a gold source (an empty `source`: none).
 
     Answers, where a reference exists: token F1 and embedding similarity to the reference;
     with --judge, quality_score: an LLM's 1–5 grade (unscored: replies it could not grade).
@@ -614,6 +614,7 @@ def eval_run(
 
 EVAL_SUMMARY = (  # label, aggregate, format
     ("questions", "questions", "{}"), ("answered", "answered", "{}"), ("errors", "errors", "{}"),
+    ("with gold source", "with_gold", "{}"),  # the retrieval rows below average over these questions only
     ("retrieval_score", "retrieval_score", "{:.3f}"), ("recall@1", "recall@1", "{:.3f}"),
     ("recall@5", "recall@5", "{:.3f}"), ("MRR", "mrr", "{:.3f}"), ("nDCG", "ndcg", "{:.3f}"),
     ("token F1", "token_f1", "{:.3f}"), ("answer similarity", "answer_similarity", "{:.3f}"),
@@ -627,8 +628,13 @@ EVAL_SUMMARY = (  # label, aggregate, format
 
 def _eval_table(aggregates: dict, index: str) -> Table:
     columns = (Column("all", justify="right"), Column("in corpus", justify="right"))
-    table = Table("", *columns, title=f"eval run · index {index}", title_justify="left")
-    subsets = (aggregates["all"], aggregates["in_corpus"] or {})
+    every = aggregates["all"]
+    without_gold = every["questions"] - every.get("with_gold", every["questions"])
+    caption = (f"{without_gold} question(s) without a gold source: no retrieval scores, left out of the retrieval means"
+               if without_gold else None)
+    table = Table("", *columns, title=f"eval run · index {index}", title_justify="left", caption=caption,
+                  caption_justify="left")
+    subsets = (every, aggregates["in_corpus"] or {})
     for label, key, form in EVAL_SUMMARY:
         table.add_row(label, *("–" if s.get(key) is None else form.format(s[key]) for s in subsets))
     return table

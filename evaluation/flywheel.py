@@ -7,16 +7,19 @@ Every answer the gateway gives is a row of `answers`; votes on it are rows of `f
 - `no_sources`: nothing was retrieved (no sources, so no top_score);
 - `fallback`: the chosen LLM failed (non-empty `fallbacks`), or the answer is extractive
   although the route chose an LLM;
-- `low_score`: its top_score (the best source's retrieval score, as logged) is below
-  `flywheel.low_score`.
+- `low_score`: its top_score, the best cosine similarity of the question and one of its
+  sources (as the gateway logs it, whatever the retrieval mode), is below
+  `flywheel.low_score`. An answer whose sources were all found by BM25 alone has no
+  similarity (top_score NULL): that is no problem by itself.
 
 Answers whose questions are the same once normalised (case, punctuation and spacing
 aside) are merged into one question with counts; its score, to sort by, is the sum over
 its answers of each problem's weight (`PROBLEM_WEIGHTS`: a down-vote weighs most). A
-question's docs area is the first path segment of its best source under the docs' base
-URL (`rerank.base_url`), as the reranker's tags are, but any segment counts, not only the
-Ray docs' areas; "other" when there is no source, the source is elsewhere, or the page
-sits at the top of the docs.
+question's docs area is the first path segment of its best source (the most similar one;
+the top-ranked one when none has a similarity) under the docs' base URL
+(`rerank.base_url`), as the reranker's tags are, but any segment counts, not only the Ray
+docs' areas; "other" when there is no source, the source is elsewhere, or the page sits
+at the top of the docs.
 
 Nothing here prints or exits: `docent flywheel` (docent/commands/flywheel.py) does.
 """
@@ -39,7 +42,6 @@ import asyncpg
 from rich.markup import escape
 from rich.table import Column, Table
 
-from docent.settings import Settings
 from docent.types import EXTRACTIVE_LLM
 from evaluation.metrics import answer_tokens
 
@@ -56,6 +58,7 @@ _TERMINAL_LABELS = {DOWN_VOTE: "down votes"}  # a header that wraps: the summary
 REPORT_MARKDOWN = "flywheel.md"
 REPORT_CSV = "flywheel.csv"
 ANSWER_EXCERPT_CHARS = 400  # enough to see what the answer said, short enough to skim a page of them
+BM25_ONLY = "bm25"  # in the CSV, the similarity of a source that BM25 alone found: it has none
 # An exported question has no known gold source: the eval set format's way of saying so is an empty `source`.
 UNKNOWN_GOLD = ""
 
@@ -107,7 +110,8 @@ class LoggedSource:
     number: int
     source: str
     title: str
-    score: float | None
+    score: float | None  # the retriever's ranking score: its scale is the retrieval mode's (a fused rank in hybrid)
+    similarity: float | None = None  # cosine similarity of question and chunk; None: found by BM25 only
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class LoggedAnswer:
     index: str
     answer: str
     sources: tuple[LoggedSource, ...]
-    top_score: float | None
+    top_score: float | None  # the best source's similarity; None without sources or when BM25 alone found them
     llm: str
     route_llm: str | None
     fallbacks: tuple[tuple[str, str], ...]  # (LLM that failed, why)
@@ -149,10 +153,11 @@ class LoggedAnswer:
 
     @property
     def best_source(self) -> LoggedSource | None:
-        """The highest-scored source (the first of equals); None without sources."""
-        scored = [s for s in self.sources if s.score is not None]
-        if scored:
-            return max(scored, key=lambda s: s.score)  # max keeps the first of equals
+        """The most similar source (the one top_score comes from; the first of equals), else the first listed
+        (the pipeline's top rank); None without sources."""
+        similar = [s for s in self.sources if s.similarity is not None]
+        if similar:
+            return max(similar, key=lambda s: s.similarity)  # max keeps the first of equals
         return self.sources[0] if self.sources else None
 
     def problems(self, low_score: float) -> dict[str, int]:
@@ -177,10 +182,13 @@ def _json(value: Any) -> Any:
 def _source(value: Any, position: int) -> LoggedSource:
     if not isinstance(value, dict):
         return LoggedSource(position, str(value), "", None)
-    score = value.get("score")
     number = value.get("number")
     return LoggedSource(number if isinstance(number, int) else position, str(value.get("source") or ""),
-                        str(value.get("title") or ""), float(score) if isinstance(score, int | float) else None)
+                        str(value.get("title") or ""), _number(value.get("score")), _number(value.get("similarity")))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _fallback(value: Any) -> tuple[str, str]:
@@ -206,7 +214,7 @@ SELECT a.id, a.created_at, a.question, a.index_name, a.answer, a.sources::text A
 FROM answers a LEFT JOIN votes v ON v.answer_id = a.id
 WHERE ($1::timestamptz IS NULL OR a.created_at >= $1)
   AND (coalesce(v.down_votes, 0) > 0
-       OR ($3 = false AND (a.top_score IS NULL OR a.top_score < $2 OR a.sources = '[]'::jsonb
+       OR ($3 = false AND (a.top_score < $2 OR a.sources = '[]'::jsonb
                            OR a.fallbacks <> '[]'::jsonb
                            OR (a.llm = $4 AND a.route ->> 'llm' IS DISTINCT FROM $4))))
 ORDER BY a.created_at, a.id
@@ -325,7 +333,6 @@ class FlywheelReport:
     answers: int  # every answer logged in the period
     questions: list[Question]  # every question with a problem, worst first
     limit: int
-    score_note: str | None = None  # how to read top_score against low_score, when it is no cosine similarity
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -351,33 +358,9 @@ class FlywheelReport:
             "questions": len(self.questions),
             "listed": len(self.listed),
             "low_score": self.low_score,
-            "score_note": self.score_note,
             "kinds": self.kind_counts(),
             "areas": self.area_counts(),
         }
-
-
-def score_scale_note(settings: Settings) -> str | None:
-    """How top_score reads against `flywheel.low_score` under the configured retrieval; None for a cosine similarity.
-
-    top_score is the best source's score as the pipeline ranked it, so its scale is the retrieval's.
-    """
-    retrieval = settings.retrieval
-    if settings.rerank.enabled and settings.rerank.cross_encoder_model:
-        scale = "a cross-encoder's relevance score"
-    elif retrieval.mode == "lexical":
-        scale = "a BM25 score"
-    elif retrieval.mode == "hybrid" and retrieval.fusion == "rrf":
-        best = (1 + retrieval.lexical_weight) / (retrieval.rrf_k + 1)
-        scale = f"a reciprocal-rank-fusion score (at most {best:.4f})"
-    elif retrieval.mode == "hybrid":
-        scale = "a cosine similarity, or a BM25 score for lexical hits"
-    else:
-        return None
-    mode = f"{retrieval.mode} ({retrieval.fusion} fusion)" if retrieval.mode == "hybrid" else retrieval.mode
-    return (f"with retrieval.mode {mode} top_score is {scale}, not a cosine "
-            f"similarity; flywheel.low_score ({settings.flywheel.low_score}) is compared with it as is, so set it on "
-            "that scale (docs/flywheel.md)")
 
 
 def period(since: datetime | None) -> str:
@@ -421,8 +404,19 @@ def _excerpt(text: str, limit: int = ANSWER_EXCERPT_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def _score(value: float | None) -> str:
+def _similarity(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _score(value: float | None) -> str:
+    """A ranking score: its scale depends on the retrieval mode (a fused rank score is about 0.016–0.033)."""
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _top_score(answer: LoggedAnswer) -> str:
+    if answer.top_score is None and answer.sources:
+        return "– (every source was found by BM25 alone: no similarity)"
+    return _similarity(answer.top_score)
 
 
 def render_markdown(report: FlywheelReport) -> str:
@@ -435,14 +429,14 @@ def render_markdown(report: FlywheelReport) -> str:
         "",
         f"Problems: **down-voted** (weight {PROBLEM_WEIGHTS[DOWN_VOTE]} per vote), **no sources** (weight "
         f"{PROBLEM_WEIGHTS[NO_SOURCES]}), **fallback**: the chosen LLM failed or the answer is extractive though an "
-        f"LLM was chosen (weight {PROBLEM_WEIGHTS[FALLBACK]}), **low score**: top_score below {report.low_score} "
-        f"(weight {PROBLEM_WEIGHTS[LOW_SCORE]}); a question's score sums them over its answers. Docs areas are the "
-        f"first path segment of the best source under {report.base_url}. "
+        f"LLM was chosen (weight {PROBLEM_WEIGHTS[FALLBACK]}), **low score**: top_score, the best cosine similarity "
+        f"of the question and a source, below {report.low_score} (weight {PROBLEM_WEIGHTS[LOW_SCORE]}); a question's "
+        f"score sums them over its answers. Docs areas are the first path segment of the most similar source under "
+        f"{report.base_url}. Each source is shown with its similarity (– when BM25 alone found it: no similarity) "
+        "and the retriever's ranking score (on the retrieval mode's scale: a fused rank score in hybrid mode). "
         "See docs/flywheel.md for what to do about each.",
         "",
     ]
-    if report.score_note:
-        lines += [f"Note: {report.score_note}.", ""]
     if not report.questions:
         lines += ["No answer in this period has a problem.", ""]
         return "\n".join(lines)
@@ -478,7 +472,7 @@ def _question_markdown(rank: int, q: Question) -> list[str]:
     lines += [f"- comment: {_md(comment)}" for comment in q.comments]
     lines += [
         f"- latest answer with a problem: `{latest.id}`, index {_md(latest.index)}, answered by {_md(latest.llm)}"
-        f"{route}{failed}; top_score {_score(latest.top_score)}",
+        f"{route}{failed}; top_score {_top_score(latest)}",
         "",
         f"  > {_md(_excerpt(latest.answer)) or '(empty)'}",
         "",
@@ -486,7 +480,8 @@ def _question_markdown(rank: int, q: Question) -> list[str]:
     if latest.sources:
         lines.append("  Its sources:")
         lines.append("")
-        lines += [f"  {s.number}. {_md_link(s.title, s.source)} · score {_score(s.score)}" for s in latest.sources]
+        lines += [f"  {s.number}. {_md_link(s.title, s.source)} · similarity {_similarity(s.similarity)} · "
+                  f"score {_score(s.score)}" for s in latest.sources]
     else:
         lines.append("  No sources were retrieved.")
     lines.append("")
@@ -496,13 +491,17 @@ def _question_markdown(rank: int, q: Question) -> list[str]:
 CSV_COLUMNS = (
     "rank", "area", "score", "problems", "question", "asked", "answers_with_problems", "down_votes", "up_votes",
     *(f"{kind}_count" for kind in PROBLEM_KINDS), "top_score", "lowest_top_score", "llm", "route_llm", "fallbacks",
-    "index", "best_source", "sources", "comments", "first_asked", "last_asked", "answer_ids",
+    "index", "best_source", "sources", "source_similarities", "comments", "first_asked", "last_asked", "answer_ids",
 )
 
 
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_similarity(value: float | None) -> str:
+    return BM25_ONLY if value is None else f"{value:.3f}"
 
 
 def render_csv(report: FlywheelReport) -> str:
@@ -518,7 +517,8 @@ def render_csv(report: FlywheelReport) -> str:
             q.up_votes, *(q.problems.get(kind, 0) for kind in PROBLEM_KINDS), latest.top_score,
             min(scores) if scores else None, latest.llm, latest.route_llm,
             " | ".join(f"{llm}: {reason}" for llm, reason in latest.fallbacks), latest.index,
-            best.source if best else None, " | ".join(s.source for s in latest.sources), " | ".join(q.comments),
+            best.source if best else None, " | ".join(s.source for s in latest.sources),
+            " | ".join(_csv_similarity(s.similarity) for s in latest.sources), " | ".join(q.comments),
             q.first_asked.isoformat(), q.last_asked.isoformat(), " ".join(a.id for a in q.answers),
         ]
         writer.writerow([_cell(v) for v in row])
@@ -570,8 +570,8 @@ def check_writable_file(path: Path) -> None:
 def eval_rows(questions: Sequence[Question]) -> list[dict[str, Any]]:
     """An eval set of down-voted questions: `docent eval run --eval` rows, most down-voted first.
 
-    The gold source of these questions is unknown: `source` is empty, which the eval set format
-    reads as no gold (no page of the index matches it). The sources the down-voted answer was given
+    The gold source of these questions is unknown: `source` is empty, which `docent eval run`
+    reads as no gold (no retrieval scores, left out of the retrieval means). The sources the down-voted answer was given
     are kept under `flywheel.retrieved_sources`, unverified: a person who finds the right section
     puts its URL in `source`. No `answer` is written: a down-voted answer is no reference.
     """

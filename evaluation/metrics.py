@@ -3,6 +3,8 @@
 Retrieval is judged at page level, as the reference's retrieval_score is: a retrieved
 chunk is relevant when its page (URL before `#`) is the gold source's page. Each
 question has one gold page, so recall@k is a hit within the top k and the ideal DCG is 1.
+A question without a gold source (an empty `source`, as `docent flywheel export` writes)
+has no retrieval scores: the retrieval means are over the `with_gold` rows only.
 Answers are compared with the reference answer without an LLM: token F1 here, and the
 cosine of embeddings (computed by the runner, which has the model). With an LLM judge,
 `quality_score` is the mean of its 1–5 scores over the rows it scored; `unscored` counts
@@ -34,6 +36,11 @@ RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "conte
 # Citations the generator writes, like [3] or [1, 2], are not words of the answer.
 _CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 _WORD = re.compile(r"\w+")
+
+
+def has_gold(source: str) -> bool:
+    """Whether an eval row names a gold page; an empty `source` says its gold is unknown."""
+    return bool(page_of(source).strip())
 
 
 def gold_rank(gold_source: str, retrieved_sources: Sequence[str]) -> int | None:
@@ -83,7 +90,8 @@ def aggregate(rows: Sequence[dict[str, Any]], in_corpus: set[str] | None) -> dic
     """Means and counts over every row, and over the rows whose gold page is in `in_corpus` (None: unknown).
 
     A row is `{source, scores, error?, timings_ms, cost}`; a failed question's scores are
-    zeros, so it counts against every mean rather than vanishing from it.
+    zeros, so it counts against every mean rather than vanishing from it. Retrieval means are
+    over the rows with retrieval scores (a gold source) only: None when no row has them.
     """
     subset = [r for r in rows if page_of(r["source"]) in in_corpus] if in_corpus is not None else None
     return {"all": _summary(rows), "in_corpus": _summary(subset) if subset is not None else None}
@@ -92,17 +100,19 @@ def aggregate(rows: Sequence[dict[str, Any]], in_corpus: set[str] | None) -> dic
 def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     answered = [r for r in rows if not r.get("error")]
     with_reference = [r for r in rows if "token_f1" in r["scores"]]
+    with_gold = [r for r in rows if "hit" in r["scores"]]
     latencies = [r["timings_ms"]["total"] for r in answered if "total" in (r.get("timings_ms") or {})]
     summary: dict[str, Any] = {
         "questions": len(rows),
         "answered": len(answered),
         "errors": len(rows) - len(answered),
         "with_reference": len(with_reference),
-        "retrieval_score": _mean(r["scores"]["hit"] for r in rows),
+        "with_gold": len(with_gold),
+        "retrieval_score": _mean(r["scores"]["hit"] for r in with_gold),
     }
-    summary.update({name: _mean(r["scores"][name] for r in rows) for name in RECALL_METRICS})
-    summary["mrr"] = _mean(r["scores"]["reciprocal_rank"] for r in rows)
-    summary["ndcg"] = _mean(r["scores"]["ndcg"] for r in rows)
+    summary.update({name: _mean(r["scores"][name] for r in with_gold) for name in RECALL_METRICS})
+    summary["mrr"] = _mean(r["scores"]["reciprocal_rank"] for r in with_gold)
+    summary["ndcg"] = _mean(r["scores"]["ndcg"] for r in with_gold)
     summary.update({name: _mean(r["scores"][name] for r in with_reference) for name in ANSWER_METRICS})
     judged = [r["scores"]["quality"] for r in rows if "quality" in r["scores"]]
     summary["quality_score"] = _mean(q for q in judged if q is not None)  # the LLM judge's 1–5, scored rows only

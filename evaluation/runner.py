@@ -16,7 +16,8 @@ The run writes into one folder:
   question, answer, contexts and reference; a new run scores only what is new, and asks
   again for the metrics left unscored.
 - `evaluation.json`: the configuration, the eval set, every row with its scores, and the
-  means over all questions and over the in-corpus ones (gold page in the index).
+  means over all questions and over the in-corpus ones (gold page in the index); retrieval
+  means are over the questions with a gold source only (`with_gold`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from docent.settings import EmbeddingSettings, Settings
 from docent.store import IndexRecord, IndexStore
 from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, UnknownLLM, page_of
 from evaluation.judge import Judge, JudgeVerdict
-from evaluation.metrics import RAGAS_METRICS, aggregate, cosine_similarity, retrieval_metrics, token_f1
+from evaluation.metrics import RAGAS_METRICS, aggregate, cosine_similarity, has_gold, retrieval_metrics, token_f1
 from evaluation.ragas import MetricScore, RagasScorer, RagasScores
 from evaluation.retrieval import EvalQuestion, EvalSetError, load_eval_set, read_json_rows
 
@@ -395,7 +396,8 @@ async def _scored_rows(
     verdicts: dict[str, JudgeVerdict] | None = None,
     ragas: dict[str, RagasScores] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every row with `in_corpus` and `scores`; answer metrics only where a reference answer exists.
+    """Every row with `in_corpus` and `scores`; retrieval metrics only where a gold source is named, answer
+    metrics only where a reference answer exists.
 
     A row with a verdict also gets `scores["quality"]` (None: unscored) and `judge`; a row with
     Ragas-style scores gets each metric's score in `scores` (None: unscored) and its attempts,
@@ -406,7 +408,8 @@ async def _scored_rows(
     similarities = await asyncio.to_thread(_similarities, with_reference, references, embedding)
     scored = []
     for row in rows:
-        scores: dict[str, Any] = retrieval_metrics(row["source"], row["sources"])
+        # Without a gold page there is nothing to find: no score, rather than a miss that lowers the means.
+        scores: dict[str, Any] = retrieval_metrics(row["source"], row["sources"]) if has_gold(row["source"]) else {}
         if row["question"] in references:
             # A failed question has no answer: it scores zero rather than being left out.
             failed = bool(row.get("error"))

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from docent.cli_support import INTERRUPTED, USAGE_ERROR, clear_errors, cli_settings, console, errors, fail
+from docent.cli_support import INTERRUPTED, USAGE_ERROR, clear_errors, cli_settings, console, fail
 from docent.settings import Settings
 
 flywheel_app = typer.Typer(
@@ -65,9 +64,9 @@ def report(
 ) -> None:
     """The worst questions of the answer log, grouped by docs area, each with its problems and the sources its answer was given.
 
-    Problems: down-votes (weigh most), no sources, fallbacks (the chosen LLM failed, or an extractive answer though an LLM was chosen), and top_score below flywheel.low_score. Identical questions (case, punctuation and spacing aside) are merged with counts. The summary counts every question with a problem; the files list the worst --limit.
+    Problems: down-votes (weigh most), no sources, fallbacks (the chosen LLM failed, or an extractive answer though an LLM was chosen), and a top_score (the best cosine similarity of question and source) below flywheel.low_score; sources found by BM25 alone have no similarity and are no problem by themselves. Identical questions (case, punctuation and spacing aside) are merged with counts. The summary counts every question with a problem; the files list the worst --limit.
     """
-    from evaluation.flywheel import FlywheelReport, prepare_directory, score_scale_note, summary_table, write_report
+    from evaluation.flywheel import FlywheelReport, prepare_directory, summary_table, write_report
 
     with _flywheel_errors():
         settings = cli_settings(flywheel={"report_limit": limit})
@@ -75,13 +74,11 @@ def report(
         prepare_directory(out)
         answers, questions = asyncio.run(_problem_questions(settings, moment, down_voted_only=False))
         found = FlywheelReport(moment, settings.flywheel.low_score, settings.rerank.base_url, answers, questions,
-                               settings.flywheel.report_limit, score_scale_note(settings))
+                               settings.flywheel.report_limit)
         written = write_report(found, out)
     if as_json:
         print(json.dumps(found.summary() | {"files": [str(p) for p in written]}))
         return
-    if found.score_note:
-        errors.print(f"[yellow]note:[/] {escape(found.score_note)}", highlight=False)
     if not answers:
         console.print(f"no answers logged {_period(moment)}: nothing to report", markup=False)
         return
@@ -127,7 +124,7 @@ def export(
                       markup=False, highlight=False)
         return
     console.print(f"exported {len(rows)} down-voted question(s) ({votes} down-votes) to {out}; their gold sources are "
-                  "unknown (empty `source`): see docs/flywheel.md before scoring retrieval on them",
+                  "unknown (empty `source`), so `docent eval run` scores no retrieval on them: see docs/flywheel.md",
                   markup=False, highlight=False)
 
 

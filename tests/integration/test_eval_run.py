@@ -135,3 +135,21 @@ def test_the_cli_names_bad_inputs_without_a_traceback(orbit, tmp_path):
     bad.write_text(json.dumps(QUESTIONS[0]) + "\n{not json\n")
     malformed = _docent("--eval", str(bad), "--index", settings.index_name)
     assert malformed.returncode == 2 and "line 2" in malformed.stderr and "Traceback" not in malformed.stderr
+
+
+async def test_a_question_without_a_gold_source_is_answered_but_not_scored_as_a_retrieval_miss(orbit):
+    settings, work = orbit
+    unknown = "Why do my jobs feel slow on Mondays?"
+    path = work / "flywheel-eval.jsonl"  # as `docent flywheel export` writes it: an empty source, gold unknown
+    path.write_text(json.dumps(QUESTIONS[0]) + "\n"
+                    + json.dumps({"question": unknown, "source": "", "flywheel": {"gold": "unknown"}}) + "\n")
+
+    report = await run_eval(settings, open_eval_set(path), {}, work / "flywheel-run", concurrency=2)
+    rows = {r["question"]: r for r in json.loads(report.evaluation.read_text())["rows"]}
+    assert rows[unknown]["answer"] and rows[unknown]["sources"]  # answered from what was retrieved
+    assert rows[unknown]["scores"] == {} and rows[unknown]["in_corpus"] is False
+    assert rows[RETRIES]["scores"]["hit"] is True
+    every, in_corpus = report.aggregates["all"], report.aggregates["in_corpus"]
+    assert (every["questions"], every["answered"], every["with_gold"]) == (2, 2, 1)
+    assert every["retrieval_score"] == 1.0 and every["mrr"] == 1.0  # no miss counted for the question without gold
+    assert (in_corpus["questions"], in_corpus["with_gold"], in_corpus["retrieval_score"]) == (1, 1, 1.0)

@@ -40,6 +40,7 @@ TUNE = "How do I tune hyperparameters?"
 CHANGELOG = "Where is the changelog?"
 INSTALL = "How do I install Orbit?"
 OLD = "Why was the old API removed?"
+DRY_RUN = "What does the --dry-run flag do?"
 
 
 def _url_of_database(url: str, name: str) -> str:
@@ -70,9 +71,11 @@ def fresh_db(database_url):
     asyncio.run(_admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
-def _source(path: str, score: float, number: int = 1) -> dict:
+def _source(path: str, similarity: float | None, number: int = 1) -> dict:
+    """A source as the gateway logs it; similarity None: found by BM25 alone. Its score is a fused rank's."""
     url = path if path.startswith("https://") else BASE_URL + path
-    return {"number": number, "source": url, "title": path.rsplit("/", 1)[-1], "score": score}
+    return {"number": number, "source": url, "title": path.rsplit("/", 1)[-1], "score": 1 / (60 + number),
+            "similarity": similarity}
 
 
 def _answer(question: str, sources: list[dict], llm: str = "gpt-4", route_llm: str | None = None,
@@ -81,7 +84,8 @@ def _answer(question: str, sources: list[dict], llm: str = "gpt-4", route_llm: s
     """An `answers` row as the gateway writes it, with the feedback given on it."""
     return {
         "id": uuid.uuid4().hex, "created_at": NOW - age, "question": question, "index_name": "orbit",
-        "answer": text, "sources": sources, "top_score": max((s["score"] for s in sources), default=None),
+        "answer": text, "sources": sources,
+        "top_score": max((s["similarity"] for s in sources if s["similarity"] is not None), default=None),
         "llm": llm, "route": {"llm": route_llm or llm, "probability_oss": None, "reason": "the configured LLM"},
         "fallbacks": fallbacks or [], "votes": votes,
     }
@@ -117,19 +121,21 @@ def _logged_answers() -> list[dict]:
                 votes=(("up", None),)),
         _answer(DEPLOY, [_source("serve/deploy.html#models", 0.55)], llm="extractive", route_llm="gpt-4",
                 fallbacks=[{"llm": "gpt-4", "reason": "timed out after 30 s"}], age=timedelta(minutes=30)),
-        _answer(NIGHT, [_source("cluster/scheduler.html", 0.5)], llm="extractive", route_llm="gpt-4",
-                age=timedelta(minutes=20)),
+        _answer(NIGHT, [_source("cluster/scheduler.html", None)], llm="extractive", route_llm="gpt-4",
+                age=timedelta(minutes=20)),  # found by BM25 alone: no top_score, and no low score for that
         _answer(QUANTUM, [], llm="extractive", text="The docs do not say."),
-        _answer(TUNE, [_source("tune/search.html#spaces", 0.12)]),
+        # Ranked first by BM25 alone, but the most similar source (the best) is the second.
+        _answer(TUNE, [_source("guide/cli.html#flags", None), _source("tune/search.html#spaces", 0.12, 2)]),
         _answer(CHANGELOG, [_source("https://elsewhere.example/changes/log.html", 0.2)]),
         _answer(INSTALL, [_source("guide/install.html#pip", 0.8)], votes=(("up", "clear"),)),
+        _answer(DRY_RUN, [_source("guide/cli.html#dry-run", None)]),  # BM25 alone: NULL top_score, no problem
         _answer(OLD, [_source("api/client.html", 0.6)], age=timedelta(days=30), votes=(("down", "outdated"),)),
     ]
 
 
 def _config(tmp_path: Path, **extra) -> Path:
     config = tmp_path / "docent.yaml"
-    values = {"rerank": {"base_url": BASE_URL}, "retrieval": {"mode": "semantic"}, "flywheel": {"low_score": 0.3}}
+    values = {"rerank": {"base_url": BASE_URL}, "flywheel": {"low_score": 0.3}}
     config.write_text(yaml.safe_dump(values | extra))
     return config
 
@@ -152,7 +158,6 @@ def test_the_report_ranks_merges_and_groups_the_worst_questions(fresh_db, tmp_pa
     config = _config(tmp_path)
     done = _docent(fresh_db, "--config", str(config), "flywheel", "report", "--since", "7d", "--out", str(out))
     assert done.exit_code == 0, done.stderr
-    assert "note:" not in done.stderr  # semantic retrieval: top_score is a cosine, nothing to warn about
 
     rows = list(csv.DictReader(io.StringIO((out / "flywheel.csv").read_text())))
     # Score order: 2 down-votes (10), no sources (3), the two fallbacks (2, latest first), the low scores (1).
@@ -170,7 +175,12 @@ def test_the_report_ranks_merges_and_groups_the_worst_questions(fresh_db, tmp_pa
     assert by_question[DEPLOY]["problems"] == "fallback ×1" and by_question[DEPLOY]["area"] == "serve"
     assert by_question[DEPLOY]["fallbacks"] == "gpt-4: timed out after 30 s"
     assert by_question[NIGHT]["problems"] == "fallback ×1"  # extractive, though the route chose gpt-4
-    assert by_question[TUNE]["problems"] == "low score ×1" and by_question[TUNE]["top_score"] == "0.12"
+    tune = by_question[TUNE]
+    assert tune["problems"] == "low score ×1" and tune["top_score"] == "0.12"
+    # The best source is the most similar one, not the first listed (BM25's): its area, its similarity as top_score.
+    assert tune["area"] == "tune" and tune["best_source"] == f"{BASE_URL}tune/search.html#spaces"
+    assert tune["source_similarities"] == "bm25 | 0.120"
+    assert by_question[NIGHT]["top_score"] == "" and by_question[NIGHT]["source_similarities"] == "bm25"
     assert by_question[CHANGELOG]["area"] == "other"  # its source is not under the docs' base URL
 
     markdown = (out / "flywheel.md").read_text()
@@ -180,9 +190,11 @@ def test_the_report_ranks_merges_and_groups_the_worst_questions(fresh_db, tmp_pa
     assert r"### 1. How do I set the batch size in map\_batches?" in markdown
     assert "asked 2 times (1 with a problem)" in markdown and "votes: 2 down, 1 up" in markdown
     assert "- comment: wrong parameter name" in markdown
-    assert f"]({BASE_URL}data/api.html#map-batches) · score 0.550" in markdown
+    assert f"]({BASE_URL}data/api.html#map-batches) · similarity 0.550 · score 0.01613" in markdown
+    assert f"]({BASE_URL}cluster/scheduler.html) · similarity – · score 0.01639" in markdown
+    assert "top_score – (every source was found by BM25 alone: no similarity)" in markdown  # NIGHT's answer
     assert "gpt-4 failed: timed out after 30 s" in markdown and "No sources were retrieved." in markdown
-    assert INSTALL not in markdown and OLD not in markdown  # no problem; before --since
+    assert INSTALL not in markdown and DRY_RUN not in markdown and OLD not in markdown  # no problem; before --since
 
     shown = _flat(done.stdout)
     assert "listed the worst 6 of 6 questions" in shown
@@ -197,18 +209,20 @@ def test_the_report_ranks_merges_and_groups_the_worst_questions(fresh_db, tmp_pa
 
 def test_the_limit_lists_the_worst_and_the_summary_counts_all(fresh_db, tmp_path):
     asyncio.run(_log(fresh_db, _logged_answers()))
-    config = _config(tmp_path, retrieval={"mode": "hybrid", "fusion": "rrf"})
+    # top_score is a similarity whatever the retrieval mode: the threshold reads the same under hybrid RRF.
+    config = _config(tmp_path, retrieval={"mode": "hybrid", "fusion": "rrf"}, flywheel={"low_score": 0.15})
     out = tmp_path / "report"
 
     done = _docent(fresh_db, "--config", str(config), "flywheel", "report", "--out", str(out), "--limit", "2", "--json")
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert (summary["answers"], summary["questions"], summary["listed"]) == (9, 7, 2)  # OLD is in: no --since
-    assert summary["kinds"] == {"down_vote": 2, "no_sources": 1, "fallback": 2, "low_score": 2}
-    assert "reciprocal-rank-fusion" in summary["score_note"]  # hybrid rrf: top_score is no cosine; the report says so
+    assert (summary["answers"], summary["questions"], summary["listed"]) == (10, 6, 2)  # OLD is in: no --since
+    # TUNE's 0.12 is below 0.15; CHANGELOG's 0.2 no longer is.
+    assert summary["kinds"] == {"down_vote": 2, "no_sources": 1, "fallback": 2, "low_score": 1}
+    assert summary["low_score"] == 0.15 and "score_note" not in summary
     rows = list(csv.DictReader(io.StringIO((out / "flywheel.csv").read_text())))
     assert [r["question"] for r in rows] == [BATCH, OLD]
-    assert "reciprocal-rank-fusion" in (out / "flywheel.md").read_text()
+    assert CHANGELOG not in (out / "flywheel.md").read_text()
 
 
 def test_down_voted_questions_export_as_an_eval_set_the_runner_loads(fresh_db, tmp_path):

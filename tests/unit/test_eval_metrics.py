@@ -7,7 +7,7 @@ import math
 import pytest
 
 from docent.types import page_of
-from evaluation.metrics import aggregate, cosine_similarity, retrieval_metrics, token_f1
+from evaluation.metrics import RECALL_METRICS, aggregate, cosine_similarity, has_gold, retrieval_metrics, token_f1
 from evaluation.retrieval import retrieval_score
 
 DOCS = "https://docs.example/"
@@ -70,7 +70,7 @@ def test_cosine_similarity_normalises_the_vectors():
 
 def _row(source: str, retrieved: list[str], *, f1: float | None = None, error: str | None = None,
          total_ms: float = 100.0, cost: float = 0.01) -> dict:
-    scores = retrieval_metrics(source, retrieved)
+    scores = retrieval_metrics(source, retrieved) if has_gold(source) else {}  # as the runner scores a row
     if f1 is not None:
         scores |= {"token_f1": f1, "answer_similarity": f1}
     row = {"source": source, "scores": scores, "timings_ms": {} if error else {"total": total_ms},
@@ -104,3 +104,47 @@ def test_aggregate_of_nothing_has_no_means():
     empty = aggregate([], set())
     assert empty["all"]["questions"] == 0 and empty["all"]["retrieval_score"] is None
     assert empty["in_corpus"]["token_f1"] is None
+
+
+RETRIEVAL_MEANS = ("retrieval_score", *RECALL_METRICS, "mrr", "ndcg")
+
+
+def test_questions_without_a_gold_source_are_left_out_of_the_retrieval_means_only():
+    assert has_gold(GOLD) and not has_gold("") and not has_gold("  ") and not has_gold("#an-anchor")
+    in_index = _page("in-index")
+    rows = [
+        _row(in_index, [in_index], f1=0.5),  # hit
+        _row(in_index, [_page("x")]),  # miss
+        _row("", [in_index], f1=0.25, total_ms=400),  # gold unknown (docent flywheel export): no retrieval scores
+        _row("", [], error="boom"),
+    ]
+    result = aggregate(rows, {page_of(in_index), page_of(_page("x"))})
+    every, in_corpus = result["all"], result["in_corpus"]
+    assert (every["questions"], every["with_gold"], every["errors"], every["with_reference"]) == (4, 2, 1, 2)
+    assert [every[name] for name in RETRIEVAL_MEANS] == [0.5] * len(RETRIEVAL_MEANS)  # over the 2 rows with gold
+    assert every["token_f1"] == pytest.approx(0.375) and every["mean_latency_ms"] == pytest.approx(200)
+    assert (in_corpus["questions"], in_corpus["with_gold"], in_corpus["retrieval_score"]) == (2, 2, 0.5)
+
+    unknown = aggregate(rows[2:], set())
+    assert unknown["all"]["with_gold"] == 0 and all(unknown["all"][name] is None for name in RETRIEVAL_MEANS)
+    assert unknown["all"]["token_f1"] == 0.25 and unknown["in_corpus"]["questions"] == 0
+
+
+def test_the_eval_table_counts_the_questions_with_gold_and_says_why_retrieval_is_blank():
+    from rich.console import Console
+
+    from docent.cli import _eval_table
+
+    unknown = aggregate([_row("", [_page("x")], f1=0.25)], set())
+    console = Console(record=True, width=160)
+    console.print(_eval_table(unknown, "docs"))
+    shown = console.export_text()
+    cells = {parts[1].strip(): [c.strip() for c in parts[2:-1]]
+             for parts in (line.split("│") for line in shown.splitlines()) if len(parts) == 5}
+    assert cells["with gold source"] == ["0", "0"] and cells["questions"] == ["1", "0"]
+    assert cells["retrieval_score"] == ["–", "–"] and cells["token F1"] == ["0.250", "–"]
+    assert "1 question(s) without a gold source" in shown
+
+    console = Console(record=True, width=160)
+    console.print(_eval_table(aggregate([_row(GOLD, [GOLD])], None), "docs"))
+    assert "without a gold source" not in console.export_text()
