@@ -27,6 +27,10 @@ class GatewayMetrics:
         self.rate_limited = Counter("docent_rate_limited", "Requests refused by a rate limit", registry=r)
         self.redis_errors = Counter("docent_redis_errors", "Redis calls that failed or timed out", registry=r)
         self.feedback = Counter("docent_feedback", "Feedback received, by rating", ["rating"], registry=r)
+        for result in ("hit", "miss", "error"):
+            self.cache.labels(result)  # exported at 0 from the start: a ratio has a denominator before the first hit
+        for rating in ("up", "down"):
+            self.feedback.labels(rating)
         self.errors = Counter("docent_errors", "Failed requests by endpoint and kind", ["endpoint", "kind"], registry=r)
 
     def record_answer(self, llm: str, route: str, usage, cost: float, timings_ms: dict[str, float], fallbacks) -> None:

@@ -42,6 +42,9 @@ def apply_serve_environment(settings) -> None:
     if settings.serving.throughput_optimized:
         os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     os.environ.setdefault("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", str(settings.serving.log_buffer_records))
+    # The gateway replica otherwise lingers 30 s at shutdown so that an external load
+    # balancer can deregister it; a Ray started here has none in front of it.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "0")
 
 
 def deploy(config, timeout_s: float) -> dict[str, str]:
