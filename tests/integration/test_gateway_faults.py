@@ -63,3 +63,22 @@ async def _first_503_then_answers(settings: Settings) -> None:
             assert later.json()["sources"]
     finally:
         await close_local_pipeline(pipeline)
+
+
+async def test_redis_down_with_failure_closed_refuses_with_503_and_readyz_says_why():
+    settings = Settings(
+        index="any", auth_enabled=False, redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        gateway={"redis_failure": "closed"},
+    )
+    pipeline = await open_local_pipeline(settings, wait_ready=False)
+    try:
+        app = create_app(pipeline)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            response = await http.post("/query", json={"query": "what is Ray?"})
+            assert response.status_code == 503 and "Redis" in response.json()["detail"], response.text
+            assert response.headers["Retry-After"]
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and "redis" in ready.json()["problems"]
+    finally:
+        await app.state.policies.aclose()
+        await close_local_pipeline(pipeline)

@@ -1,0 +1,71 @@
+"""The gateway's policies that need no server: key format, cache keys, the in-process limiter and cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from docent.settings import CacheSettings, RateLimitSettings, Settings
+from docent.types import Answer, QueryOptions, QueryRequest, Route, Usage
+from services.gateway.cache import LocalAnswerCache, cache_key, configuration_fingerprint, normalise_query
+from services.gateway.keys import _prefix_of, hash_key
+from services.gateway.limits import LocalRateLimiter
+
+
+def test_a_key_is_found_by_its_prefix_even_when_its_secret_holds_underscores():
+    assert _prefix_of("dk_0a1b2c3d_se_cr_et") == "0a1b2c3d"
+    for malformed in ("", "dk_", "dk__secret", "dk_0a1b2c3d_", "xx_0a1b2c3d_secret", "0a1b2c3d"):
+        assert _prefix_of(malformed) is None, malformed
+    assert hash_key("dk_a_b") != hash_key("dk_a_c") and len(hash_key("dk_a_b")) == 64
+
+
+def test_questions_differing_in_case_spacing_or_final_punctuation_share_a_cache_key():
+    assert normalise_query("  How do I  scale Serve?? ") == normalise_query("how do i scale serve") == "how do i scale serve"
+    fingerprint = configuration_fingerprint(Settings())
+    ask = lambda q, **o: cache_key(fingerprint, 3, QueryRequest(query=q, options=QueryOptions(**o)))  # noqa: E731
+    assert ask("How do I scale Serve?") == ask("how do i   scale serve")
+    assert ask("How do I scale Serve?") != ask("How do I scale Serve?", llm="extractive")
+    assert ask("How do I scale Serve?") != cache_key(fingerprint, 4, QueryRequest(query="How do I scale Serve?"))
+
+
+def test_anything_that_shapes_an_answer_changes_the_fingerprint_and_placement_does_not():
+    base = configuration_fingerprint(Settings())
+    assert configuration_fingerprint(Settings(generation={"system_prompt": "Answer in French."})) != base
+    assert configuration_fingerprint(Settings(retrieval={"num_chunks": 5})) != base
+    assert configuration_fingerprint(Settings(serving={"port": 9000}, redis_url="redis://elsewhere")) == base
+
+
+async def test_the_local_limiter_allows_exactly_the_limit_in_a_window_then_says_when_to_retry():
+    limiter = LocalRateLimiter(RateLimitSettings(requests=3, window_s=0.5))
+    decisions = await asyncio.gather(*(limiter.check("key:a") for _ in range(5)))
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert decisions[-1].retry_after_s == 1  # rounded up to whole seconds, as Retry-After is
+    assert (await limiter.check("key:b")).allowed  # each caller has a window of its own
+    await asyncio.sleep(0.55)
+    assert (await limiter.check("key:a")).allowed
+
+
+def _answer(text: str) -> Answer:
+    return Answer(
+        answer_id="a1", question="q", index="i", answer=text, sources=[], llm="echo",
+        route=Route(llm="echo", reason="test"), usage=Usage(), cost=0.0, timings_ms={"total": 1.0},
+    )
+
+
+async def test_the_local_cache_forgets_after_its_ttl_and_evicts_the_least_recently_used():
+    cache = LocalAnswerCache(CacheSettings(ttl_s=1, local_entries=2))
+    await cache.put("i", "k1", _answer("one"))
+    await cache.put("i", "k2", _answer("two"))
+    assert (await cache.get("i", "k1")).answer == "one"  # k1 is now the most recent
+    await cache.put("i", "k3", _answer("three"))
+    assert await cache.get("i", "k2") is None and await cache.get("i", "k3") is not None
+    assert await cache.get("other-index", "k1") is None
+    await asyncio.sleep(1.05)
+    assert await cache.get("i", "k1") is None
+
+
+@pytest.mark.parametrize("requests", [0, -1])
+def test_a_limit_below_one_request_is_a_settings_error(requests):
+    with pytest.raises(ValueError, match="requests"):
+        Settings(gateway={"rate_limit": {"requests": requests}})
