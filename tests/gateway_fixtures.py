@@ -59,8 +59,8 @@ def serve_docent(work: Path, **args: Any) -> Iterator[ServedGateway]:
     from ingest.pipeline import run_ingest
     from services.gateway.deployment import build_app
 
-    index = f"gw-{uuid.uuid4().hex[:8]}"
-    args = {"index": index, "chunking": {"chunk_size": 200, "chunk_overlap": 20}, **args}
+    args = {"index": f"gw-{uuid.uuid4().hex[:8]}", "chunking": {"chunk_size": 200, "chunk_overlap": 20}, **args}
+    index = args["index"]
     docs = work / "docs"
     shutil.copytree(FIXTURES / "site", docs)
     run_ingest(docs, Settings(index=index, chunking=args["chunking"]), base_url=BASE_URL)

@@ -25,6 +25,7 @@ from docent.db import DatabaseError
 from docent.observability import RequestIds
 from docent.store import IndexNotFound
 from docent.types import Answer, Fallback, FeedbackReceipt, FeedbackRequest, QueryOptions, QueryRequest, UnknownLLM
+from services.gateway import widget
 from services.gateway.answer_log import UnknownAnswer
 from services.gateway.errors import ServiceError
 from services.gateway.metrics import GatewayMetrics
@@ -89,11 +90,12 @@ def create_app(
     app.state.policies = policies
     _add_error_handlers(app)
     _add_routes(app)
+    app.include_router(widget.router)  # `/` and `/widget.js`: people ask in the browser
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if pipeline is not None and pipeline.settings.gateway.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=pipeline.settings.gateway.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], expose_headers=["X-Request-ID", "X-Cache"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"], expose_headers=["X-Request-ID", "X-Cache", "Retry-After"],
         )
     app.add_middleware(RequestIds)  # outermost: the id exists before anything else runs
     return app

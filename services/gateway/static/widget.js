@@ -1,0 +1,527 @@
+/* docent widget: ask the docs, the answer streamed in with its sources.
+ *
+ * Embed it in any page:
+ *   <script src="https://GATEWAY/widget.js" data-api-key="KEY" defer></script>
+ * Attributes (all optional):
+ *   data-api-key            sent as `Authorization: Bearer KEY` (give it only the scopes the widget needs)
+ *   data-target             CSS selector of an element to mount into; default: a floating "Ask the docs" button
+ *   data-api-url            the gateway; default: where this script came from
+ *   data-index              the index to ask; default: the gateway's
+ *   data-llm                the LLM to ask (a configured one's name, or `extractive`); default: the router's choice
+ *   data-key-from-fragment  read the key from the page's URL fragment (#key=KEY), as docent's own page does
+ *
+ * Plain JavaScript, no build step. Model output is only ever inserted as text.
+ */
+(() => {
+  "use strict";
+
+  const script = document.currentScript || document.querySelector("script[src$='widget.js']");
+  if (!script) {
+    console.error("docent widget: load widget.js with a plain <script src> tag (not as a module)");
+    return;
+  }
+  const scriptUrl = new URL(script.src, document.baseURI);
+  const KEY_STORAGE = "docent-api-key";
+  const CITATION = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
+  const CITATION_START = /\[[\d,\s]*$/; // an answer's tail that may still become a citation
+  const LONGEST_CITATION = 24;
+  // A thumb (cuff and hand) drawn here rather than the emoji: not every system has an emoji font.
+  const THUMB = "M2 10h4v11H2zM8 21V10l4.6-7.1c.6-.9 2.3-.6 2.3.8 0 .2 0 .4-.1.6L13.7 9H20a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 18.7 21z";
+  const UPSIDE_DOWN = "matrix(1 0 0 -1 0 24)";
+
+  // ---------------------------------------------------------------- the stream
+
+  /** Server-sent events from text arriving in arbitrary pieces (the WHATWG event-stream format). */
+  class EventStreamParser {
+    constructor(onEvent) {
+      this.onEvent = onEvent;
+      this.rest = "";
+      this.event = "";
+      this.data = [];
+    }
+
+    push(text) {
+      let buffer = this.rest + text;
+      let held = "";
+      if (buffer.endsWith("\r")) { // maybe half of a \r\n: decide when the next piece comes
+        held = "\r";
+        buffer = buffer.slice(0, -1);
+      }
+      const lines = buffer.split(/\r\n|\r|\n/);
+      this.rest = lines.pop() + held;
+      for (const line of lines) this.line(line);
+    }
+
+    /** The stream is over: a held \r ended its line after all (an unfinished event is dropped, as the format says). */
+    end() {
+      if (this.rest.endsWith("\r")) this.push("\n");
+    }
+
+    line(line) {
+      if (line === "") return this.dispatch();
+      if (line.startsWith(":")) return; // a comment: keep-alive pings
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") this.event = value;
+      else if (field === "data") this.data.push(value);
+    }
+
+    dispatch() {
+      if (this.data.length) this.onEvent(this.event || "message", this.data.join("\n"));
+      this.event = "";
+      this.data = [];
+    }
+  }
+
+  /** A failure with the words a reader should see. */
+  class WidgetError extends Error {}
+
+  function seconds(response) {
+    const value = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    return Number.isFinite(value) ? ` Try again in ${value} s.` : " Try again shortly.";
+  }
+
+  function detailOf(body) {
+    const detail = body && body.detail;
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) return detail.map((e) => e && e.msg).filter(Boolean).join("; ");
+    return "";
+  }
+
+  async function httpError(response, keyHint) {
+    let detail = "";
+    try {
+      detail = detailOf(await response.json());
+    } catch (_) { /* not JSON: the status says enough */ }
+    const said = detail ? ` (${detail})` : "";
+    switch (response.status) {
+      case 401: return new WidgetError(`This docent needs a valid API key${said}.${keyHint}`);
+      case 403: return new WidgetError(`This API key may not do that: it was revoked or lacks the scope${said}.`);
+      case 404: return new WidgetError(`Not found${said}.`);
+      case 422: return new WidgetError(`The question was not accepted${said}.`);
+      case 429: return new WidgetError(`Too many questions for now${said}.${seconds(response)}`);
+      case 502: return new WidgetError(`No language model could answer${said}.`);
+      case 503: return new WidgetError(`docent is not ready (${detail || "starting up or busy"}).${seconds(response)}`);
+      default: return new WidgetError(`docent answered HTTP ${response.status}${said}.`);
+    }
+  }
+
+  function unreachable(apiUrl) {
+    return new WidgetError(`Could not reach docent at ${apiUrl}: check the connection (or the gateway's CORS origins).`);
+  }
+
+  /** The gateway's HTTP API, as the widget uses it. */
+  class Api {
+    constructor(apiUrl, apiKey, keyHint, { index, llm }) {
+      this.apiUrl = apiUrl;
+      this.apiKey = apiKey;
+      this.keyHint = keyHint;
+      this.index = index;
+      this.llm = llm;
+    }
+
+    headers() {
+      const headers = { "Content-Type": "application/json" };
+      if (this.apiKey()) headers.Authorization = `Bearer ${this.apiKey()}`;
+      return headers;
+    }
+
+    async post(path, body, signal, accept) {
+      let response;
+      try {
+        response = await fetch(new URL(path, this.apiUrl), {
+          method: "POST",
+          headers: { ...this.headers(), Accept: accept },
+          body: JSON.stringify(body),
+          signal,
+        });
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        throw unreachable(this.apiUrl);
+      }
+      if (!response.ok) throw await httpError(response, this.keyHint);
+      return response;
+    }
+
+    /** Asks, calling onEvent(name, data) for each event as it arrives. */
+    async stream(question, onEvent, signal) {
+      const body = { query: question };
+      if (this.index) body.index = this.index;
+      if (this.llm) body.options = { llm: this.llm };
+      const response = await this.post("stream", body, signal, "text/event-stream");
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      const parser = new EventStreamParser((name, data) => {
+        let parsed;
+        try {
+          parsed = JSON.parse(data);
+        } catch (_) {
+          throw new WidgetError("docent sent an event the widget cannot read.");
+        }
+        onEvent(name, parsed);
+      });
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          if (error.name === "AbortError") throw error;
+          throw new WidgetError("The connection to docent broke off before the answer was complete.");
+        }
+        try {
+          if (!chunk.done) parser.push(decoder.decode(chunk.value, { stream: true }));
+          else {
+            parser.push(decoder.decode());
+            parser.end();
+          }
+        } catch (error) {
+          reader.cancel().catch(() => {}); // an error event, or an event the page could not show: hang up
+          throw error;
+        }
+        if (chunk.done) return;
+      }
+    }
+
+    async feedback(answerId, rating) {
+      const response = await this.post("feedback", { answer_id: answerId, rating }, undefined, "application/json");
+      return response.json().catch(() => ({}));
+    }
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value === false || value === null || value === undefined) continue;
+      node.setAttribute(name, value === true ? "" : String(value));
+    }
+    node.append(...children); // strings become text nodes: never parsed as HTML
+    return node;
+  }
+
+  function thumb(transform) {
+    const svgNs = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNs, "svg");
+    const path = document.createElementNS(svgNs, "path");
+    for (const [name, value] of [["viewBox", "0 0 24 24"], ["width", "18"], ["height", "18"], ["aria-hidden", "true"], ["focusable", "false"]]) {
+      svg.setAttribute(name, value);
+    }
+    path.setAttribute("d", THUMB);
+    path.setAttribute("fill", "currentColor");
+    if (transform) path.setAttribute("transform", transform);
+    svg.append(path);
+    return svg;
+  }
+
+  /** A source's URL, when it is one a link may point to (http or https). */
+  function linkable(source) {
+    try {
+      const url = new URL(source);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function sourceLink(source, text, label) {
+    const href = linkable(source.source);
+    if (!href) return document.createTextNode(text);
+    return el("a", { href, target: "_blank", rel: "noopener noreferrer", title: source.title || href, "aria-label": label }, text);
+  }
+
+  /** Appends an answer's text as it streams; `[n]` citations of known sources become links. */
+  class AnswerText {
+    constructor(node, sources) {
+      this.node = node;
+      this.sources = sources;
+      this.pending = "";
+    }
+
+    push(text) {
+      this.pending += text;
+      const start = this.pending.search(CITATION_START);
+      const hold = start >= 0 && this.pending.length - start <= LONGEST_CITATION;
+      this.write(hold ? this.pending.slice(0, start) : this.pending);
+      this.pending = hold ? this.pending.slice(start) : "";
+    }
+
+    finish() {
+      this.write(this.pending);
+      this.pending = "";
+    }
+
+    write(text) {
+      let last = 0;
+      for (const match of text.matchAll(CITATION)) {
+        const pieces = match[1].split(/(\s*,\s*)/); // numbers, with the separators as written between them
+        const numbers = pieces.filter((_, i) => i % 2 === 0).map((n) => Number.parseInt(n, 10));
+        if (!numbers.every((n) => this.sources.has(n))) continue;
+        this.node.append(text.slice(last, match.index), "[");
+        pieces.forEach((piece, i) => {
+          if (i % 2) return this.node.append(piece);
+          const source = this.sources.get(Number.parseInt(piece, 10));
+          return this.node.append(sourceLink(source, piece, `source ${piece}: ${source.title || source.source}`));
+        });
+        this.node.append("]");
+        last = match.index + match[0].length;
+      }
+      if (last < text.length) this.node.append(text.slice(last));
+    }
+  }
+
+  // ---------------------------------------------------------------- the widget
+
+  let widgets = 0;
+
+  /** The question box, the streamed answer, its sources and feedback buttons, in `container`. */
+  class Widget {
+    constructor(container, api, inline) {
+      this.api = api;
+      this.controller = null;
+      this.answerId = null;
+      this.rated = false;
+      const id = (name) => `docent-${widgets}-${name}`;
+      widgets += 1;
+
+      this.input = el("input", {
+        id: id("question"), type: "text", name: "question", autocomplete: "off", enterkeyhint: "send",
+        placeholder: "e.g. How do I get started?", required: true,
+      });
+      this.submit = el("button", { type: "submit", class: "docent-ask" }, "Ask");
+      this.form = el("form", { class: "docent-form", role: "search" },
+        el("label", { for: id("question"), class: "docent-label" }, "Ask a question about the docs"),
+        el("div", { class: "docent-row" }, this.input, this.submit));
+      this.status = el("p", { class: "docent-status", role: "status", "aria-live": "polite" });
+      this.answer = el("div", {
+        id: id("answer"), class: "docent-answer", role: "region", "aria-label": "Answer", "aria-live": "polite", "aria-busy": "false",
+      });
+      this.sourceList = el("ol", { class: "docent-source-list" });
+      this.sources = el("section", { class: "docent-sources", "aria-labelledby": id("sources"), hidden: true },
+        el("h3", { id: id("sources") }, "Sources"), this.sourceList);
+      this.llm = el("p", { class: "docent-llm", hidden: true });
+      const rateButton = (label, icon) => el("button", {
+        type: "button", class: "docent-rate", "aria-label": label, title: label, "aria-pressed": "false",
+      }, icon);
+      this.up = rateButton("Helpful", thumb(null)); // 👍
+      this.down = rateButton("Not helpful", thumb(UPSIDE_DOWN)); // 👎
+      this.ack = el("span", { class: "docent-ack", role: "status", "aria-live": "polite" });
+      this.rating = el("div", { class: "docent-feedback", role: "group", "aria-label": "Was this answer helpful?", hidden: true },
+        el("span", {}, "Was this helpful?"), this.up, this.down, this.ack);
+      this.error = el("p", { class: "docent-error", role: "alert", hidden: true });
+      this.result = el("div", { class: "docent-result" }, this.status, this.answer, this.error, this.sources, this.llm, this.rating);
+
+      container.append(el("div", { class: inline ? "docent docent-inline" : "docent" }, this.form, this.result));
+      this.form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.ask(this.input.value.trim());
+      });
+      this.up.addEventListener("click", () => this.rate("up"));
+      this.down.addEventListener("click", () => this.rate("down"));
+    }
+
+    reset() {
+      this.answerId = null;
+      this.answer.replaceChildren();
+      this.sourceList.replaceChildren();
+      this.sources.hidden = true;
+      this.llm.hidden = true;
+      this.llm.replaceChildren();
+      this.rating.hidden = true;
+      this.ack.textContent = "";
+      this.rated = false;
+      this.rateButtons(false);
+      for (const button of [this.up, this.down]) button.setAttribute("aria-pressed", "false");
+      this.showError(null);
+    }
+
+    // aria-disabled, not disabled: a disabled button would drop the keyboard focus on the page's body.
+    rateButtons(off) {
+      for (const button of [this.up, this.down]) button.setAttribute("aria-disabled", String(off));
+    }
+
+    showError(message) {
+      this.error.hidden = !message;
+      this.error.textContent = message || "";
+    }
+
+    async ask(question) {
+      if (!question) return;
+      if (this.controller) this.controller.abort(); // a new question replaces the one still streaming
+      const controller = new AbortController();
+      this.controller = controller;
+      this.reset();
+      this.status.textContent = "Looking for the answer…";
+      this.answer.setAttribute("aria-busy", "true");
+      const state = { text: null, finished: false };
+      try {
+        await this.api.stream(question, (name, data) => this.onEvent(name, data, state), controller.signal);
+        if (!state.finished) throw new WidgetError("The answer stopped before it was complete.");
+      } catch (error) {
+        if (error.name === "AbortError") return;
+        this.status.textContent = "";
+        this.showError(error instanceof WidgetError ? error.message : `The widget failed: ${error.message}`);
+      } finally {
+        if (this.controller === controller) { // not replaced by a newer question
+          if (state.text) state.text.finish();
+          this.controller = null;
+          this.answer.setAttribute("aria-busy", "false");
+        }
+      }
+    }
+
+    onEvent(name, data, state) {
+      if (name === "sources") {
+        this.answerId = data.answer_id;
+        const sources = new Map((data.sources || []).map((s) => [s.number, s]));
+        state.text = new AnswerText(this.answer, sources);
+        this.showSources(data.sources || []);
+        this.status.textContent = "Answering…";
+      } else if (name === "token") {
+        if (state.text) state.text.push(data.text || "");
+      } else if (name === "fallback") {
+        this.status.textContent = `${data.llm} failed; another language model takes over…`;
+      } else if (name === "done") {
+        state.finished = true;
+        if (state.text) state.text.finish();
+        this.answerId = data.answer_id || this.answerId;
+        this.status.textContent = "";
+        this.showLlm(data);
+        this.rating.hidden = !this.answerId;
+      } else if (name === "error") {
+        state.finished = true;
+        throw new WidgetError(`The answer failed midway: ${data.message || "no reason given"}.`);
+      }
+    }
+
+    showSources(sources) {
+      for (const source of sources) {
+        const title = source.title || source.source;
+        const item = el("li", { value: source.number }, sourceLink(source, title, null));
+        if (!linkable(source.source) && source.title) item.append(el("span", { class: "docent-path" }, ` ${source.source}`));
+        this.sourceList.append(item);
+      }
+      this.sources.hidden = sources.length === 0;
+    }
+
+    showLlm(done) {
+      const llm = done.llm === "extractive" ? "extractive (sentences of the sources, no language model)" : done.llm;
+      this.llm.append("Answered by ", el("strong", {}, llm || "unknown"));
+      const failed = (done.fallbacks || []).map((f) => f.llm);
+      if (failed.length) this.llm.append(` after ${failed.join(", ")} failed`);
+      if (done.cached) this.llm.append(" (from the cache)");
+      this.llm.hidden = false;
+    }
+
+    async rate(rating) {
+      if (!this.answerId || this.rated) return;
+      const chosen = rating === "up" ? this.up : this.down;
+      this.rated = true; // one rating an answer
+      this.rateButtons(true);
+      this.ack.textContent = "Sending…";
+      try {
+        await this.api.feedback(this.answerId, rating);
+        chosen.setAttribute("aria-pressed", "true");
+        this.ack.textContent = "Thanks for your feedback!";
+      } catch (error) {
+        this.rated = false;
+        this.rateButtons(false);
+        this.ack.textContent = "";
+        this.showError(error instanceof WidgetError ? error.message : `The widget failed: ${error.message}`);
+      }
+    }
+
+    focus() {
+      this.input.focus();
+    }
+  }
+
+  // ---------------------------------------------------------------- mounting
+
+  function shadowWith(host) {
+    const root = host.attachShadow({ mode: "open" });
+    // Hidden until the styles are in, so the page never shows the widget unstyled.
+    host.style.visibility = "hidden";
+    const styles = el("link", { rel: "stylesheet", href: new URL("widget.css", scriptUrl).href });
+    const show = () => { host.style.visibility = ""; };
+    styles.addEventListener("load", show);
+    styles.addEventListener("error", show);
+    root.append(styles);
+    return root;
+  }
+
+  function mountInline(target, api) {
+    const host = el("div", { class: "docent-host" });
+    target.append(host);
+    return new Widget(shadowWith(host), api, true);
+  }
+
+  function mountFloating(api) {
+    const host = el("div", { class: "docent-host" });
+    document.body.append(host);
+    const root = shadowWith(host);
+    const panelId = `docent-panel-${widgets}`;
+    const toggle = el("button", {
+      type: "button", class: "docent-toggle", "aria-expanded": "false", "aria-controls": panelId,
+    }, "Ask the docs");
+    const close = el("button", { type: "button", class: "docent-close", "aria-label": "Close" }, "×");
+    const panel = el("div", { id: panelId, class: "docent-panel", role: "dialog", "aria-label": "Ask the docs", hidden: true },
+      el("div", { class: "docent-panel-header" }, el("strong", {}, "Ask the docs"), close));
+    root.append(toggle, panel);
+    const widget = new Widget(panel, api, false);
+    const open = (shown) => {
+      panel.hidden = !shown;
+      toggle.setAttribute("aria-expanded", String(shown));
+      if (shown) widget.focus();
+      else toggle.focus();
+    };
+    toggle.addEventListener("click", () => open(panel.hidden));
+    close.addEventListener("click", () => open(false));
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") open(false);
+    });
+    return widget;
+  }
+
+  /** The key in the page's fragment (#key=KEY), taken out of the address bar and kept for this tab. */
+  function keyFromFragment() {
+    const key = new URLSearchParams(location.hash.slice(1)).get("key");
+    try {
+      if (key) {
+        sessionStorage.setItem(KEY_STORAGE, key);
+        history.replaceState(history.state, "", location.pathname + location.search);
+      }
+      return key || sessionStorage.getItem(KEY_STORAGE);
+    } catch (_) {
+      return key; // storage disabled: the key lasts as long as the page
+    }
+  }
+
+  function mount() {
+    const options = script.dataset;
+    const fromFragment = "keyFromFragment" in options;
+    let apiKey = options.apiKey || (fromFragment ? keyFromFragment() : null);
+    if (fromFragment) {
+      window.addEventListener("hashchange", () => { apiKey = keyFromFragment() || apiKey; });
+    }
+    const keyHint = fromFragment ? " Open this page as …/#key=YOUR_KEY to give one." : "";
+    const apiUrl = new URL(options.apiUrl || ".", scriptUrl);
+    if (!apiUrl.pathname.endsWith("/")) apiUrl.pathname += "/";
+    const api = new Api(apiUrl.href, () => apiKey, keyHint, { index: options.index, llm: options.llm });
+    if (!options.target) return mountFloating(api);
+    let target = null;
+    try {
+      target = document.querySelector(options.target);
+    } catch (_) { /* not a selector: said below */ }
+    if (!target) {
+      console.error(`docent widget: no element matches data-target="${options.target}"`);
+      return null;
+    }
+    return mountInline(target, api);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount, { once: true });
+  else mount();
+})();
