@@ -176,7 +176,9 @@ def start_gateway(index: str, config: str) -> int:
     ensure_ray(settings)
     port = _free_port()
     serve.start(http_options={"port": port})
-    app = build_app({"settings": config, "index": index, "serving": {"query_cache_size": 0}})
+    # The pipeline is measured, not the gateway's policies: no keys, no limits, no answer cache.
+    policies_off = {"auth_enabled": False, "gateway": {"cache": {"enabled": False}, "rate_limit": {"enabled": False}}}
+    app = build_app({"settings": config, "index": index, "serving": {"query_cache_size": 0}, **policies_off})
     serve.run(app, name="docent", route_prefix="/")
     return port
 
