@@ -651,6 +651,9 @@ app.add_typer(finetune_app, name="finetune")
 
 from docent.commands.keys import keys_app
 from docent.commands.flywheel import flywheel_app
+from docent.commands.slack import slack
+
+app.command("slack")(slack)
 
 app.add_typer(flywheel_app, name="flywheel")
 

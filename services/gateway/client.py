@@ -70,12 +70,17 @@ class GatewayClient:
 
 
 def _raise_for_error(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
+    if response.status_code >= 400:
+        error = error_of(response)
+        raise GatewayError(error.status, f"HTTP {error.status}: {error.message}")
+
+
+def error_of(response: httpx.Response) -> GatewayError:
+    """The gateway's error response as an exception carrying its `detail`."""
     try:
         detail = response.json().get("detail", response.text)
-    except ValueError:
+    except (ValueError, AttributeError):
         detail = response.text
     if isinstance(detail, list):  # FastAPI's validation errors: name each field
         detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail)
-    raise GatewayError(response.status_code, f"HTTP {response.status_code}: {detail}")
+    return GatewayError(response.status_code, str(detail))

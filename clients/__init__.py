@@ -1,0 +1,1 @@
+"""Clients of docent's gateway: the Slack bot (`clients.slack`)."""
