@@ -47,7 +47,7 @@ class Prepared:
     route: Route
     started: float
     timings_ms: dict[str, float] = field(default_factory=dict)
-    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    answer_id: str = ""
 
     @property
     def sources(self) -> list[Source]:
@@ -63,7 +63,10 @@ def _title(hit: SearchHit) -> str:
 
 
 def _generate_attributes(prepared: Prepared) -> dict[str, Any]:
-    return {"docent.request_id": prepared.id, "docent.llm": prepared.route.llm, "docent.sources": len(prepared.hits)}
+    return {
+        "docent.request_id": prepared.id, "docent.answer_id": prepared.answer_id,
+        "docent.llm": prepared.route.llm, "docent.sources": len(prepared.hits),
+    }
 
 
 def _ms_since(started: float) -> float:
@@ -91,10 +94,12 @@ class QueryPipeline:
     async def prepare(self, request: QueryRequest) -> Prepared:
         self.validate(request)
         request_id = current_request_id() or new_request_id()
-        with tracer().start_as_current_span("docent.prepare", attributes={"docent.request_id": request_id}):
-            return await self._prepare(request, request_id)
+        answer_id = uuid.uuid4().hex
+        attributes = {"docent.request_id": request_id, "docent.answer_id": answer_id}  # traces meet feedback
+        with tracer().start_as_current_span("docent.prepare", attributes=attributes):
+            return await self._prepare(request, request_id, answer_id)
 
-    async def _prepare(self, request: QueryRequest, request_id: str) -> Prepared:
+    async def _prepare(self, request: QueryRequest, request_id: str, answer_id: str) -> Prepared:
         started = time.perf_counter()
         retrieval = asyncio.ensure_future(
             self._timed("retrieve", self.retriever.search(request.query, request.index, request.options))
@@ -118,7 +123,7 @@ class QueryPipeline:
             "rerank": round(tag_ms + (time.perf_counter() - rerank_started) * 1000, 2),
             "route": round(route_ms, 2),
         }
-        return Prepared(request_id, request.query, result.index, hits, route, started, timings)
+        return Prepared(request_id, request.query, result.index, hits, route, started, timings, answer_id)
 
     @staticmethod
     async def _timed(stage: str, call) -> tuple[Any, float]:

@@ -43,7 +43,8 @@ async def test_each_stage_of_an_answer_is_a_span_under_one_trace(ray_local, span
     finished = {span.name: span for span in spans.get_finished_spans()}
     assert STAGES <= set(finished), set(finished)
     prepare = finished["docent.prepare"]
-    assert prepare.attributes["docent.request_id"] == answer.id
+    assert prepare.attributes["docent.answer_id"] == answer.answer_id and prepare.attributes["docent.request_id"]
+    assert finished["docent.generate"].attributes["docent.answer_id"] == answer.answer_id
     for stage in ("docent.retrieve", "docent.tag", "docent.route", "docent.rerank"):
         assert finished[stage].parent.span_id == prepare.context.span_id  # nested under the question's span
         assert finished[stage].context.trace_id == prepare.context.trace_id
