@@ -242,8 +242,9 @@ def serve(
 ) -> None:
     """Run the query service (gateway, embedder, retriever, reranker, router, generator) until Ctrl-C.
 
-    Local Ray and the embedded database unless RAY_ADDRESS / DATABASE_URL say otherwise; the
-    docent settings (`docent --config FILE serve`) go to every deployment.
+    Local Ray and the embedded database unless RAY_ADDRESS / DATABASE_URL say otherwise; the docent settings (`docent --config FILE serve`) go to every deployment.
+
+    Clients need an API key (`docent keys create NAME`) unless DOCENT_AUTH_ENABLED=false; the web widget is served at `/`.
     """
     import signal
 
