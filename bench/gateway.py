@@ -29,7 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import EVAL_SET, RAY_DOCS_CONFIG, emit_json, index_pages, require_path
+from common import EVAL_SET, RAY_DOCS_CONFIG, emit_json, index_pages, require_path, free_port
 
 os.environ.setdefault("DOCENT_DATA_DIR", str(Path(__file__).resolve().parent.parent / ".docent"))
 
@@ -42,12 +42,6 @@ from evaluation.retrieval import load_eval_set  # noqa: E402
 OPTIONS = {"llm": "extractive"}
 WARMUP_QUESTIONS = 4
 GENEROUS_LIMIT = {"requests": 1_000_000, "window_s": 60}  # the limiter runs, but never refuses
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _percentiles(latencies_ms: list[float]) -> dict[str, float]:
@@ -107,7 +101,7 @@ def _start_redis() -> subprocess.Popen | None:
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
     for _ in range(100):
         try:
@@ -141,7 +135,7 @@ def main() -> None:
 
     apply_serve_environment(settings)
     ensure_ray(settings)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"port": port})
     redis = _start_redis()
     figures: dict[str, dict] = {}

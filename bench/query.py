@@ -33,14 +33,13 @@ import asyncio
 import itertools
 import json
 import os
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from common import EVAL_SET, index_pages, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path
+from common import EVAL_SET, index_pages, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path, free_port
 
 os.environ.setdefault("DOCENT_DATA_DIR", str(ROOT / ".docent"))
 
@@ -158,12 +157,6 @@ async def run_in_process(settings: Settings, questions: Sequence[EvalQuestion]) 
 # --- through the gateway -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_gateway(index: str, config: str) -> int:
     from ray import serve
 
@@ -174,7 +167,7 @@ def start_gateway(index: str, config: str) -> int:
     settings = load_settings(config)
     apply_serve_environment(settings)  # as `docent serve` does
     ensure_ray(settings)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"port": port})
     # The pipeline is measured, not the gateway's policies: no keys, no limits, no answer cache.
     policies_off = {"auth_enabled": False, "gateway": {"cache": {"enabled": False}, "rate_limit": {"enabled": False}}}

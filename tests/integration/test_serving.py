@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from docent.settings import Settings
 from ingest.pipeline import run_ingest
 from services.gateway.client import parse_sse
 from tests.conftest import FIXTURES, ROOT, SHARED, require
+from tests.gateway_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +39,6 @@ class Gateway:
     url: str
     index: str
     router_trained: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _llms(base_url: str) -> list[dict]:
@@ -104,7 +98,7 @@ def gateway(ray_local, llm_server, tmp_path_factory):
         # A batch waits briefly for company, so that concurrent queries surely share a pass.
         "serving": {"index_refresh_s": 1, "max_query_chars": 500, "embed_batch_wait_s": 0.02},
     }
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args), name="docent", route_prefix="/", logging_config=_served_logging_config())
     url = f"http://127.0.0.1:{port}"
