@@ -60,10 +60,12 @@ COPY README.md ./
 COPY docent ./docent
 COPY ingest ./ingest
 COPY services ./services
+COPY training ./training
 COPY evaluation ./evaluation
 COPY clients ./clients
+COPY cli ./cli
 RUN pip install --no-deps . \
- && python -c "import torch, docent.cli, services.gateway.deployment, ingest.pipeline; print('docent imports')"
+ && python -c "import torch, cli.main, services.gateway.deployment, ingest.pipeline, training.embeddings; print('docent imports')"
 
 
 # ── runtime: the virtualenv, the configs, a non-root user ──────────────────────────────
@@ -88,7 +90,7 @@ RUN groupadd --gid 1000 docent \
 COPY --from=builder /opt/venv /opt/venv
 
 # The code lives in the virtualenv; /app holds what docent reads by relative path
-# (config/serve.yaml, settings files, experiment spaces) and the container scripts.
+# (services/gateway/serve.yaml, settings files, experiment spaces) and the container scripts.
 WORKDIR /app
 COPY config ./config
 COPY experiments ./experiments
@@ -115,8 +117,8 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 ENTRYPOINT ["tini", "--"]
-# The Serve application of config/serve.yaml. `docent serve` deploys that file as
-# `serve run config/serve.yaml` does, and also lets the listen address be overridden:
+# The Serve application of services/gateway/serve.yaml. `docent serve` deploys that file as
+# `serve run services/gateway/serve.yaml` does, and also lets the listen address be overridden:
 # the file says 127.0.0.1, which inside a container is unreachable through a published
 # port. The ingest job: `docent ingest PATH` (docker compose run ingest).
-CMD ["docent", "serve", "--config", "config/serve.yaml", "--host", "0.0.0.0"]
+CMD ["docent", "serve", "--host", "0.0.0.0"]

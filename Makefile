@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export DOCENT_DATA_DIR ?= $(CURDIR)/.docent
 
-.PHONY: install system-deps demo test bench-ingest bench-retrieval bench-query clean
+.PHONY: install system-deps demo lint test bench-ingest bench-retrieval bench-query clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ demo: install
 system-deps:
 	scripts/system-deps.sh
 
-test: install system-deps
+# The floor plan (docs/architecture.md) and the code style: a violation fails CI.
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+
+test: install system-deps lint
 	$(BIN)/python -m pytest -q
 
 bench-ingest: install

@@ -22,7 +22,8 @@ from pathlib import Path
 from common import SHARED, emit_json, require_path
 
 from docent.settings import load_settings
-from services.embedder.finetune import FinetuneError, finetune_embeddings, load_training_pairs
+from docent.types import FinetuneMode
+from training.embeddings import FinetuneError, finetune_embeddings, load_training_pairs
 
 EMBEDDING_QA = SHARED / "datasets" / "embedding_qa.json"
 METRICS = ("accuracy@1", "accuracy@10", "mrr@10", "ndcg@10")
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=500, help="other sections in the evaluator's corpus")
     parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size (16)")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: finetune.learning_rate (2e-5)")
-    parser.add_argument("--modes", nargs="+", default=["full", "embedding-layer"], choices=["full", "embedding-layer"])
+    parser.add_argument("--modes", nargs="+", default=list(FinetuneMode), choices=list(FinetuneMode))
     parser.add_argument("--add-vocab", action="store_true", help="also add the corpus words (each mode)")
     parser.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs (default: the model's)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the models under this folder")

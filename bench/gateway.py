@@ -29,15 +29,15 @@ import time
 import uuid
 from pathlib import Path
 
-from common import EVAL_SET, RAY_DOCS_CONFIG, emit_json, index_pages, require_path, free_port
+from common import EVAL_SET, RAY_DOCS_CONFIG, emit_json, free_port, index_pages, require_path
 
 os.environ.setdefault("DOCENT_DATA_DIR", str(Path(__file__).resolve().parent.parent / ".docent"))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from docent.settings import load_settings  # noqa: E402
-from evaluation.retrieval import load_eval_set  # noqa: E402
+from docent.settings import load_settings
+from evaluation.retrieval import load_eval_set
 
 OPTIONS = {"llm": "extractive"}
 WARMUP_QUESTIONS = 4
@@ -130,8 +130,8 @@ def main() -> None:
 
     from ray import serve
 
-    from ingest.ray_runtime import ensure_ray
-    from services.gateway.serve_config import apply_serve_environment
+    from docent.ray_runtime import ensure_ray
+    from docent.serve_config import apply_serve_environment
 
     apply_serve_environment(settings)
     ensure_ray(settings)

@@ -18,10 +18,10 @@ from pathlib import Path
 from common import RAY_DOCS, RAY_DOCS_CONFIG, RAY_DOCS_URL, emit_json, require_path
 
 from docent.db import connect
+from docent.embedding.model import load_embedder
 from docent.settings import load_settings
 from docent.store import IndexStore
 from ingest.pipeline import run_ingest
-from services.embedder.model import load_embedder
 
 
 async def _drop_and_fetch(settings, drop: bool):

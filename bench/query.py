@@ -39,15 +39,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from common import EVAL_SET, index_pages, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, require_path, free_port
+from common import EVAL_SET, RAY_DOCS_CONFIG, ROOT, SHARED, emit_json, free_port, index_pages, require_path
 
 os.environ.setdefault("DOCENT_DATA_DIR", str(ROOT / ".docent"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from docent.settings import Settings, load_settings  # noqa: E402
-from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest  # noqa: E402
-from evaluation.retrieval import EvalQuestion, load_eval_set, retrieval_hit  # noqa: E402
+from docent.settings import Settings, load_settings
+from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest
+from evaluation.retrieval import EvalQuestion, load_eval_set, retrieval_hit
 
 ROUTING_DATA = SHARED / "datasets" / "routing-dataset-train.jsonl"
 RERANKER_DATA = SHARED / "datasets" / "embedding_qa.json"
@@ -160,9 +160,9 @@ async def run_in_process(settings: Settings, questions: Sequence[EvalQuestion]) 
 def start_gateway(index: str, config: str) -> int:
     from ray import serve
 
-    from ingest.ray_runtime import ensure_ray
+    from docent.ray_runtime import ensure_ray
+    from docent.serve_config import apply_serve_environment
     from services.gateway.deployment import build_app
-    from services.gateway.serve_config import apply_serve_environment
 
     settings = load_settings(config)
     apply_serve_environment(settings)  # as `docent serve` does
@@ -354,8 +354,8 @@ async def run_gateway(port: int, questions: Sequence[EvalQuestion], requests: in
 
 
 def train_models(base_url: str) -> tuple[dict, dict, bool]:
-    from services.reranker.training import load_qa_pairs, train_reranker
-    from services.router.router import load_routing_rows, train_router
+    from training.reranker import load_qa_pairs, train_reranker
+    from training.router import load_routing_rows, train_router
 
     _, router = train_router(load_routing_rows(require_path(ROUTING_DATA, "routing dataset")))
     reranker = train_reranker(load_qa_pairs(require_path(RERANKER_DATA, "reranker training data")), base_url)

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import EVAL_SET, index_pages, RAY_DOCS, RAY_DOCS_CONFIG, RAY_DOCS_URL, emit_json, require_path
+from common import EVAL_SET, RAY_DOCS, RAY_DOCS_CONFIG, RAY_DOCS_URL, emit_json, index_pages, require_path
 
 from docent.settings import Settings, load_settings
+from docent.types import LexicalBackend
 from evaluation.retrieval import load_eval_set, retrieval_hit
 from ingest.pipeline import run_ingest
 from services.retriever.retriever import load_lexical_index
@@ -68,7 +69,7 @@ async def _score(settings: Settings, questions, pages: set[str]) -> list[dict]:
     try:
         for variant in VARIANTS:
             if variant.lexical_backend not in lexical_indexes:
-                backend = settings.lexical.model_copy(update={"backend": variant.lexical_backend})
+                backend = settings.lexical.model_copy(update={"backend": LexicalBackend(variant.lexical_backend)})
                 lexical_indexes[variant.lexical_backend] = await load_lexical_index(local.pool, local.index, backend)
             local.retriever.lexical = lexical_indexes[variant.lexical_backend]
             local.retriever.settings = settings.retrieval.model_copy(

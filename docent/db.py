@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from docent.errors import Unavailable
 from docent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x646F63656E74
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(Unavailable, RuntimeError):
     """A database problem the operator can act on; the message says how."""
 
 

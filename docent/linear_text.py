@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from docent.errors import DocentError
+
 FORMAT_VERSION = 1
 
 
-class ArtifactError(ValueError):
+class ArtifactError(DocentError, ValueError):
     pass
 
 

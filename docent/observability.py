@@ -3,7 +3,7 @@
 Behind Ray Serve, the proxy gives each HTTP request an id (the client's `X-Request-ID`, or
 a new one), returns it as `X-Request-ID`, and carries it in the request context of every
 deployment call the request makes; with `logging_config: {encoding: JSON}` in
-`config/serve.yaml` each replica's log lines are JSON objects carrying that `request_id`.
+`services/gateway/serve.yaml` each replica's log lines are JSON objects carrying that `request_id`.
 `RequestIds` does the same for the gateway when it runs without Serve (in-process, tests),
 and `current_request_id` lets the pipeline name its answer after the request.
 `send_logs_to_serve` routes docent's own loggers into those replica logs.

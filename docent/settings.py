@@ -12,7 +12,7 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +21,22 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
+)
+
+from docent.errors import UsageError
+from docent.types import (
+    AnchorStyle,
+    ChunkUnit,
+    EmbeddingProvider,
+    ExtractiveEmbedding,
+    Fusion,
+    LexicalBackend,
+    ModelKind,
+    QueryBackend,
+    RedisFailure,
+    RetrievalMode,
+    SlackMode,
+    Strategy,
 )
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -34,15 +50,15 @@ class EmbeddingSettings(BaseModel):
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers name or path; with provider=openai, the endpoint's model name",
     )
-    provider: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    provider: EmbeddingProvider = EmbeddingProvider.SENTENCE_TRANSFORMERS
     base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint (provider=openai)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the endpoint's key")
     batch_size: int = Field(64, ge=1, description="texts per forward pass (or per endpoint request)")
     device: str | None = Field(None, description="torch device; default: cuda when present, else cpu")
     max_seq_length: int | None = Field(None, ge=1, description="override the model's token limit")
     query_prefix: str = Field("", description="prepended to queries (e.g. 'query: ' for e5/bge models)")
-    query_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "onnx-int8", description="how the query service embeds questions: PyTorch, an ONNX export (same vectors, "
+    query_backend: QueryBackend = Field(
+        QueryBackend.ONNX_INT8, description="how the query service embeds questions: PyTorch, an ONNX export (same vectors, "
         "~2x faster on a CPU; exported once under data_dir) or its int8 quantisation (~3x faster; vectors drift "
         "slightly, retrieval_score on the Ray eval set unchanged)"
     )
@@ -53,7 +69,7 @@ class ChunkingSettings(BaseModel):
 
     chunk_size: int = Field(300, ge=1, description="maximum chunk length, in `unit`")
     chunk_overlap: int = Field(50, ge=0, description="overlap between neighbouring chunks, in `unit`")
-    unit: Literal["chars", "tokens"] = Field("chars", description="chars, or tokens of the embedding model")
+    unit: ChunkUnit = Field(ChunkUnit.CHARS, description="chars, or tokens of the embedding model")
     include_titles: bool = Field(True, description="embed and index chunks with their page and section titles")
 
     @field_validator("chunk_overlap")
@@ -70,8 +86,8 @@ class IngestSettings(BaseModel):
         default_factory=lambda: ["**/_build/**", "**/_templates/**", "**/_includes/**", "**/.*/**"],
         description="glob patterns (relative to the ingested root) of files never ingested",
     )
-    anchor_style: Literal["sphinx", "github"] = Field(
-        "sphinx", description="how heading anchors are slugged: Sphinx/docutils ids or GitHub's"
+    anchor_style: AnchorStyle = Field(
+        AnchorStyle.SPHINX, description="how heading anchors are slugged: Sphinx/docutils ids or GitHub's"
     )
     embed_actors: int = Field(1, ge=1, description="size of the embedding actor pool")
     embed_block_rows: int = Field(
@@ -109,8 +125,8 @@ class DatabaseSettings(BaseModel):
 
 
 class LexicalSettings(BaseModel):
-    backend: Literal["bm25s", "rank-bm25"] = Field(
-        "bm25s", description="bm25s (fast, persisted) or rank-bm25 BM25Okapi (reference; built in memory)"
+    backend: LexicalBackend = Field(
+        LexicalBackend.BM25S, description="bm25s (fast, persisted) or rank-bm25 BM25Okapi (reference; built in memory)"
     )
     k1: float = Field(1.5, gt=0)
     b: float = Field(0.75, ge=0, le=1)
@@ -119,20 +135,20 @@ class LexicalSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    mode: Literal["semantic", "lexical", "hybrid"] = "hybrid"
+    mode: RetrievalMode = RetrievalMode.HYBRID
     num_chunks: int = Field(13, ge=0, description="chunks returned to the generator")
     lexical_k: int = Field(5, ge=0, description="BM25 hits joined to the semantic ones")
     candidates: int = Field(50, ge=1, description="hits fetched from each retriever before fusion")
-    fusion: Literal["reference", "rrf"] = Field(
-        "rrf", description="reference: lexical hits inserted after the first lexical_k semantic ones; rrf: reciprocal-rank fusion"
+    fusion: Fusion = Field(
+        Fusion.RRF, description="reference: lexical hits inserted after the first lexical_k semantic ones; rrf: reciprocal-rank fusion"
     )
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
     lexical_weight: float = Field(1.0, ge=0, description="weight of the lexical ranking in rrf")
     max_chunks_per_page: int = Field(
         1, ge=0, description="at most this many chunks of one page in the results (0: no limit)"
     )
-    strategy: Literal["chunks", "sentence-window", "parent-section"] = Field(
-        "chunks", description="return chunks, chunks with their neighbours, or their whole sections"
+    strategy: Strategy = Field(
+        Strategy.CHUNKS, description="return chunks, chunks with their neighbours, or their whole sections"
     )
     window: int = Field(1, ge=1, description="neighbours on each side (sentence-window)")
     section_budget: int = Field(2000, ge=1, description="characters of a section returned (parent-section)")
@@ -183,8 +199,8 @@ class GenerationSettings(BaseModel):
     temperature: float = 0.0
     context_fraction: float = Field(0.5, gt=0, le=1, description="share of the context length given to retrieved text")
     extractive_sentences: int = Field(5, ge=1, description="sentences in an answer without an LLM")
-    extractive_embedding: Literal["static", "model"] = Field(
-        "static", description="sentence vectors for the extractive answer: the model's static token vectors "
+    extractive_embedding: ExtractiveEmbedding = Field(
+        ExtractiveEmbedding.STATIC, description="sentence vectors for the extractive answer: the model's static token vectors "
         "(sub-millisecond) or the full embedding model (tens of ms per sentence on a CPU)"
     )
     extractive_relevance_weight: float = Field(
@@ -240,8 +256,8 @@ class GatewaySettings(BaseModel):
 
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
-    redis_failure: Literal["open", "closed"] = Field(
-        "open", description="Redis unreachable: open = answer without cache and limits; closed = refuse with 503"
+    redis_failure: RedisFailure = Field(
+        RedisFailure.OPEN, description="Redis unreachable: open = answer without cache and limits; closed = refuse with 503"
     )
     redis_timeout_s: float = Field(0.25, gt=0, description="longest wait for one Redis call on the request path")
     redis_retry_s: float = Field(5.0, gt=0, description="after a Redis failure, how long before Redis is tried again")
@@ -254,8 +270,8 @@ class GatewaySettings(BaseModel):
 
 
 class SlackSettings(BaseModel):
-    mode: Literal["socket", "http"] = Field(
-        "socket", description="socket: Socket Mode (needs an app-level token); http: the Events API on `port`"
+    mode: SlackMode = Field(
+        SlackMode.SOCKET, description="socket: Socket Mode (needs an app-level token); http: the Events API on `port`"
     )
     host: str = Field("0.0.0.0", description="where the bot's HTTP server listens (events in http mode, /healthz always)")
     port: int = Field(3000, ge=1, le=65535)
@@ -386,8 +402,8 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
-    def model_artifact(self, kind: Literal["reranker", "router"]) -> Path:
-        configured = self.rerank.artifact if kind == "reranker" else self.router.artifact
+    def model_artifact(self, kind: ModelKind) -> Path:
+        configured = self.rerank.artifact if kind == ModelKind.RERANKER else self.router.artifact
         return (configured or self.data_dir / "models" / f"{kind}.zip").expanduser()
 
     @property
@@ -398,12 +414,12 @@ class Settings(BaseSettings):
 def default_index_name(model: str, chunking: ChunkingSettings) -> str:
     """e.g. `all-minilm-l6-v2-300-50`; token-sized chunks get a `t` suffix on the size."""
     short = re.sub(r"[^a-z0-9]+", "-", Path(model.rstrip("/")).name.lower()).strip("-")
-    unit = "t" if chunking.unit == "tokens" else ""
+    unit = "t" if chunking.unit == ChunkUnit.TOKENS else ""
     titles = "" if chunking.include_titles else "-notitles"
     return f"{short}-{chunking.chunk_size}{unit}-{chunking.chunk_overlap}{titles}"
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(UsageError, ValueError):
     pass
 
 

@@ -12,11 +12,14 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import asyncpg
 import numpy as np
 
 from docent.db import DatabaseError
+from docent.errors import ExitCode, NotFound
+from docent.sections import SectionPiece, StoredSection, join_pieces
 from docent.types import Chunk, IndexConfig, IndexInfo, page_of
 
 # Advisory-lock namespace of ingest writers (the other key is a hash of the index name).
@@ -27,12 +30,17 @@ CHUNK_COLUMNS = (
 )
 
 
-class IndexNotFound(DatabaseError):
-    pass
+class IndexNotFound(NotFound, DatabaseError):
+    """No index of that name. A 404; exit 1, except where a command takes the index as one of its inputs
+    (the eval commands: `clear_errors(input_errors=NAMED_INDEX)`), where it is exit 2."""
+
+    http_status, exit_code, retryable = NotFound.http_status, ExitCode.RUNTIME, False
 
 
 class IndexMismatch(DatabaseError):
     """The configuration asked for differs from the existing index's."""
+
+    http_status, retryable = HTTPStatus.CONFLICT, False
 
 
 class IndexBusy(DatabaseError):
@@ -71,12 +79,6 @@ class StoredDocument:
     content_hash: str
     chunk_count: int
     skip_reason: str | None
-
-
-@dataclass(frozen=True)
-class SectionPiece:
-    text: str
-    offset: int | None  # where the chunk starts in its section; None for chunks from before migration 3
 
 
 @dataclass
@@ -267,6 +269,36 @@ class IndexStore:
                 context[row["hit"]] = (pieces, len(pieces))
             pieces.append(SectionPiece(row["text"], row["section_offset"]))
         return context
+
+    async def sections(self, index: IndexRecord, sources: Sequence[str] | None = None) -> dict[str, StoredSection]:
+        """Sections by source URL, in index order (all of them when `sources` is None): each one's
+        chunks joined in order, every overlap kept once."""
+        where, args = ("", []) if sources is None else (" WHERE source = ANY($1::text[])", [list(sources)])
+        rows = await self.conn.fetch(
+            f"SELECT source, text, section_offset, page_title, section_title FROM {index.table}{where}"
+            " ORDER BY document_id, ordinal",
+            *args,
+        )
+        pieces: dict[str, list[SectionPiece]] = {}
+        titles: dict[str, tuple[str, str]] = {}
+        for row in rows:
+            pieces.setdefault(row["source"], []).append(SectionPiece(row["text"], row["section_offset"]))
+            titles.setdefault(row["source"], (row["page_title"], row["section_title"]))
+        return {source: StoredSection(source, *titles[source], join_pieces(parts)) for source, parts in pieces.items()}
+
+    async def page_sections(self, index: IndexRecord, pages: Sequence[str]) -> dict[str, list[StoredSection]]:
+        """The sections of each page (URL before `#`), in index order."""
+        rows = await self.conn.fetch(
+            f"SELECT DISTINCT ON (source) source, document_id, ordinal FROM {index.table}"
+            " WHERE split_part(source, '#', 1) = ANY($1::text[]) ORDER BY source, document_id, ordinal",
+            list(pages),
+        )
+        first = sorted(rows, key=lambda r: (r["document_id"], r["ordinal"]))
+        sections = await self.sections(index, [r["source"] for r in first])
+        by_page: dict[str, list[StoredSection]] = {}
+        for row in first:
+            by_page.setdefault(page_of(row["source"]), []).append(sections[row["source"]])
+        return by_page
 
     async def semantic_search(
         self, index: IndexRecord, vector: np.ndarray, k: int, ef_search: int

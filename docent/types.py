@@ -7,17 +7,105 @@ the ones that cross an API or are stored as JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from docent.errors import DocentError, UsageError
+from docent.text import page_section_title
 
-class UnreadableDocument(Exception):
+
+class UnreadableDocument(DocentError):
     """A file that cannot be turned into text; `reason` is shown to the operator."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+# --- Closed sets of choices: declared once, used by the settings, the API and the CLI ---
+
+
+class RetrievalMode(StrEnum):
+    SEMANTIC = "semantic"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+class Fusion(StrEnum):
+    """reference: lexical hits inserted after the first lexical_k semantic ones; rrf: reciprocal-rank fusion."""
+
+    REFERENCE = "reference"
+    RRF = "rrf"
+
+
+class Strategy(StrEnum):
+    """What a hit returns: its chunk, the chunk with its neighbours, or its whole section."""
+
+    CHUNKS = "chunks"
+    SENTENCE_WINDOW = "sentence-window"
+    PARENT_SECTION = "parent-section"
+
+
+class ChunkUnit(StrEnum):
+    CHARS = "chars"
+    TOKENS = "tokens"
+
+
+class EmbeddingProvider(StrEnum):
+    SENTENCE_TRANSFORMERS = "sentence-transformers"
+    OPENAI = "openai"
+
+
+class QueryBackend(StrEnum):
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
+class AnchorStyle(StrEnum):
+    SPHINX = "sphinx"
+    GITHUB = "github"
+
+
+class LexicalBackend(StrEnum):
+    BM25S = "bm25s"
+    RANK_BM25 = "rank-bm25"
+
+
+class ExtractiveEmbedding(StrEnum):
+    STATIC = "static"
+    MODEL = "model"
+
+
+class RedisFailure(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class SlackMode(StrEnum):
+    SOCKET = "socket"
+    HTTP = "http"
+
+
+class Rating(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class FinetuneMode(StrEnum):
+    """What fine-tuning trains: every weight, or the word embeddings only."""
+
+    FULL = "full"
+    EMBEDDING_LAYER = "embedding-layer"
+
+
+class ModelKind(StrEnum):
+    """The trained classifiers docent keeps as artifacts."""
+
+    RERANKER = "reranker"
+    ROUTER = "router"
 
 
 @dataclass(frozen=True)
@@ -60,10 +148,7 @@ def embedding_text(page_title: str, section_title: str, text: str) -> str:
     Titles name what a chunk is about even when its body never says so (a code sample
     under "Configuring batch format"), which is most of what a question matches on.
     """
-    titles = [t for t in (page_title, section_title) if t]
-    if len(titles) == 2 and titles[0] == titles[1]:
-        titles = titles[:1]
-    heading = " > ".join(titles)
+    heading = page_section_title(page_title, section_title)
     return f"{heading}\n{text}" if heading else text
 
 
@@ -80,7 +165,7 @@ class IndexConfig(BaseModel):
     embedding_dim: int
     chunk_size: int
     chunk_overlap: int
-    chunk_unit: str = "chars"
+    chunk_unit: ChunkUnit = ChunkUnit.CHARS
     include_titles: bool = True
 
 
@@ -109,13 +194,17 @@ class SearchHit(BaseModel):
 EXTRACTIVE_LLM = "extractive"  # the offline answer: sentences of the sources, no LLM
 
 
-class UnknownLLM(ValueError):
-    def __init__(self, name: str, known: list[str]):
-        super().__init__(f"unknown LLM {name!r}; known: {', '.join(known) or 'none'}")
-        self.name, self.known = name, list(known)
+class UnknownLLM(UsageError, ValueError):
+    """An LLM name that is not configured; `role` says what it was asked for as (an LLM, a judge)."""
+
+    field = "options.llm"
+
+    def __init__(self, name: str, known: list[str], role: str = "LLM"):
+        super().__init__(f"unknown {role} {name!r}; known: {', '.join(known) or 'none'}")
+        self.name, self.known, self.role = name, list(known), role
 
     def __reduce__(self):  # crosses Serve's process boundary with its fields
-        return type(self), (self.name, self.known)
+        return type(self), (self.name, self.known, self.role)
 
 
 
@@ -124,11 +213,11 @@ class QueryOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    mode: Literal["semantic", "lexical", "hybrid"] | None = None
+    mode: RetrievalMode | None = Field(None, strict=False)
     num_chunks: int | None = Field(None, ge=1, description="chunks retrieved (before reranking)")
     lexical_k: int | None = Field(None, ge=0, description="BM25 hits joined to the semantic ones")
-    fusion: Literal["reference", "rrf"] | None = None
-    strategy: Literal["chunks", "sentence-window", "parent-section"] | None = None
+    fusion: Fusion | None = Field(None, strict=False)
+    strategy: Strategy | None = Field(None, strict=False)
     rerank: bool | None = Field(None, description="apply the tag reranker (default: when one is trained)")
     llm: str | None = Field(None, description="answer with this LLM (or `extractive`) instead of the router's choice")
 
@@ -195,7 +284,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     answer_id: str = Field(min_length=1, description="the answer's `answer_id` (from /query or /stream's done event)")
-    rating: Literal["up", "down"]
+    rating: Rating = Field(strict=False)
     comment: str | None = Field(None, description="what was wrong or right, in the user's words")
 
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The `ray-head` service of docker-compose.yml: a Ray head node, then docent's Serve
-# application deployed on it from config/serve.yaml (or $SERVE_CONFIG).
+# application deployed on it from the Serve config shipped in the package
+# (services/gateway/serve.yaml), or from $SERVE_CONFIG.
 #
 # Ray runs as a real head (dashboard on :8265, GCS on :6379, Ray client on :10001), so
 # workers can join it and jobs can be submitted to it; `docent serve` finds it as the
@@ -21,4 +22,4 @@ ray start --head \
 
 # Join the head just started (never start a second, private Ray if it cannot be found).
 export RAY_ADDRESS=auto
-exec docent serve --config "${SERVE_CONFIG:-config/serve.yaml}" --host 0.0.0.0 "$@"
+exec docent serve ${SERVE_CONFIG:+--serve-config "$SERVE_CONFIG"} --host 0.0.0.0 "$@"

@@ -15,9 +15,9 @@ from statistics import fmean
 from typing import Any
 
 from docent.settings import Settings
+from docent.tokenizer import Tokenizer, load_tokenizer
 from docent.types import SearchHit
 from services.generator.prompt import build_messages
-from services.generator.tokenizer import Tokenizer, load_tokenizer
 
 PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
 COST_PER_QUERY = "cost_per_query"

@@ -26,6 +26,7 @@ from typing import Any
 from ray import tune
 
 from docent.settings import Settings, load_settings
+from docent.uris import fetch
 from evaluation.runner import (
     CONFIG_FILE,
     EVALUATION_FILE,
@@ -45,7 +46,6 @@ from evaluation.space import (
     trial_settings,
 )
 from evaluation.tracking import FINISHED, ensure_experiment, finished_runs, log_trial
-from ingest.remote import fetch
 
 # Settings that say where things run, not what the answers are: left out of a trial's key.
 _PLACEMENT = {"data_dir", "database_url", "redis_url", "ray_address", "mlflow_tracking_uri", "serving", "experiment"}
@@ -245,7 +245,7 @@ TrialProgress = Callable[[int, int], None]  # (trials done, trials to run)
 
 def run_experiment(plan: ExperimentPlan, progress: TrialProgress | None = None) -> ExperimentResult:
     """Run the plan's pending trials with Ray Tune (its indexes must exist: `build_indexes`)."""
-    from ingest.ray_runtime import ensure_ray
+    from docent.ray_runtime import ensure_ray
 
     started = time.perf_counter()
     result = ExperimentResult(plan, reused=[t.label for t in plan.trials if t.reused_run])

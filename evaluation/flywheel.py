@@ -21,7 +21,7 @@ the top-ranked one when none has a similarity) under the docs' base URL
 docs' areas; "other" when there is no source, the source is elsewhere, or the page sits
 at the top of the docs.
 
-Nothing here prints or exits: `docent flywheel` (docent/commands/flywheel.py) does.
+Nothing here prints or exits: `docent flywheel` (cli/flywheel.py) does.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from rich.markup import escape
 from rich.table import Column, Table
 
+from docent.answers import AnswerStore
+from docent.errors import UsageError
+from docent.text import normalise_question
 from docent.types import EXTRACTIVE_LLM
-from evaluation.metrics import answer_tokens
 
 DOWN_VOTE, NO_SOURCES, FALLBACK, LOW_SCORE = "down_vote", "no_sources", "fallback", "low_score"
 # A person saying the answer is wrong is the surest signal; an answer with nothing behind
@@ -69,7 +70,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!~])")
 
 
-class FlywheelError(ValueError):
+class FlywheelError(UsageError, ValueError):
     """A bad input of `docent flywheel` (a date, an output path); the message says what to give instead."""
 
 
@@ -89,11 +90,6 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
             "(UTC unless it has an offset), or an age like 12h, 7d or 2w"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def normalise_question(question: str) -> str:
-    """Lower-case words only: questions differing in case, punctuation or spacing are one question."""
-    return " ".join(answer_tokens(question))
 
 
 def docs_area(source: str | None, base_url: str) -> str:
@@ -197,38 +193,6 @@ def _fallback(value: Any) -> tuple[str, str]:
     return str(value), ""
 
 
-# Every answer that may have a problem (LoggedAnswer.problems decides which it has, and
-# must flag nothing this leaves out), with its votes and the comments of its down-votes.
-_PROBLEM_ANSWERS = """
-WITH votes AS (
-    SELECT answer_id,
-           count(*) FILTER (WHERE rating = 'down') AS down_votes,
-           count(*) FILTER (WHERE rating = 'up') AS up_votes,
-           array_agg(comment ORDER BY created_at, id)
-               FILTER (WHERE rating = 'down' AND coalesce(btrim(comment), '') <> '') AS comments
-    FROM feedback GROUP BY answer_id
-)
-SELECT a.id, a.created_at, a.question, a.index_name, a.answer, a.sources::text AS sources, a.top_score, a.llm,
-       a.route::text AS route, a.fallbacks::text AS fallbacks,
-       coalesce(v.down_votes, 0) AS down_votes, coalesce(v.up_votes, 0) AS up_votes, v.comments
-FROM answers a LEFT JOIN votes v ON v.answer_id = a.id
-WHERE ($1::timestamptz IS NULL OR a.created_at >= $1)
-  AND (coalesce(v.down_votes, 0) > 0
-       OR ($3 = false AND (a.top_score < $2 OR a.sources = '[]'::jsonb
-                           OR a.fallbacks <> '[]'::jsonb
-                           OR (a.llm = $4 AND a.route ->> 'llm' IS DISTINCT FROM $4))))
-ORDER BY a.created_at, a.id
-"""
-
-_ASKED = """
-SELECT a.question, count(*) AS answers, coalesce(sum(u.up_votes), 0)::bigint AS up_votes
-FROM answers a
-LEFT JOIN (SELECT answer_id, count(*) AS up_votes FROM feedback WHERE rating = 'up' GROUP BY answer_id) u
-       ON u.answer_id = a.id
-WHERE ($1::timestamptz IS NULL OR a.created_at >= $1) GROUP BY a.question
-"""
-
-
 @dataclass
 class Asked:
     """How often a question was answered in the period, problems or not, and the up-votes on those answers."""
@@ -238,17 +202,17 @@ class Asked:
 
 
 async def fetch_problem_answers(
-    conn: asyncpg.Connection, since: datetime | None, low_score: float, down_voted_only: bool = False
+    store: AnswerStore, since: datetime | None, low_score: float, down_voted_only: bool = False
 ) -> list[LoggedAnswer]:
     """The answers given since `since` (all without it) with a problem, or only the down-voted ones; oldest first."""
-    rows = await conn.fetch(_PROBLEM_ANSWERS, since, low_score, down_voted_only, EXTRACTIVE_LLM)
+    rows = await store.problem_answers(since, low_score, down_voted_only, EXTRACTIVE_LLM)
     return [LoggedAnswer.from_row(row) for row in rows]
 
 
-async def fetch_asked(conn: asyncpg.Connection, since: datetime | None) -> dict[str, Asked]:
+async def fetch_asked(store: AnswerStore, since: datetime | None) -> dict[str, Asked]:
     """Normalised question → its answers since `since` (all without it), with or without problems."""
     asked: dict[str, Asked] = defaultdict(Asked)
-    for row in await conn.fetch(_ASKED, since):
+    for row in await store.questions_asked(since):
         entry = asked[normalise_question(row["question"])]
         entry.answers += row["answers"]
         entry.up_votes += row["up_votes"]
@@ -427,14 +391,14 @@ def render_markdown(report: FlywheelReport) -> str:
         f"{report.answers} answers, {len(report.questions)} distinct questions with a problem"
         + (f", the worst {len(report.listed)} listed below." if report.listed else "."),
         "",
-        f"Problems: **down-voted** (weight {PROBLEM_WEIGHTS[DOWN_VOTE]} per vote), **no sources** (weight "
+        (f"Problems: **down-voted** (weight {PROBLEM_WEIGHTS[DOWN_VOTE]} per vote), **no sources** (weight "
         f"{PROBLEM_WEIGHTS[NO_SOURCES]}), **fallback**: the chosen LLM failed or the answer is extractive though an "
         f"LLM was chosen (weight {PROBLEM_WEIGHTS[FALLBACK]}), **low score**: top_score, the best cosine similarity "
         f"of the question and a source, below {report.low_score} (weight {PROBLEM_WEIGHTS[LOW_SCORE]}); a question's "
         f"score sums them over its answers. Docs areas are the first path segment of the most similar source under "
         f"{report.base_url}. Each source is shown with its similarity (– when BM25 alone found it: no similarity) "
         "and the retriever's ranking score (on the retrieval mode's scale: a fused rank score in hybrid mode). "
-        "See docs/flywheel.md for what to do about each.",
+        "See docs/flywheel.md for what to do about each."),
         "",
     ]
     if not report.questions:
@@ -466,13 +430,13 @@ def _question_markdown(rank: int, q: Question) -> list[str]:
         f"### {rank}. {_md(q.question)}",
         "",
         f"- score {q.score}: {', '.join(q.problem_list())}",
-        f"- asked {q.asked} time{'s' if q.asked != 1 else ''} ({len(q.answers)} with a problem), first "
-        f"{_when(q.first_asked)}, last {_when(q.last_asked)}; votes: {q.down_votes} down, {q.up_votes} up",
+        (f"- asked {q.asked} time{'s' if q.asked != 1 else ''} ({len(q.answers)} with a problem), first "
+        f"{_when(q.first_asked)}, last {_when(q.last_asked)}; votes: {q.down_votes} down, {q.up_votes} up"),
     ]
     lines += [f"- comment: {_md(comment)}" for comment in q.comments]
     lines += [
-        f"- latest answer with a problem: `{latest.id}`, index {_md(latest.index)}, answered by {_md(latest.llm)}"
-        f"{route}{failed}; top_score {_top_score(latest)}",
+        (f"- latest answer with a problem: `{latest.id}`, index {_md(latest.index)}, answered by {_md(latest.llm)}"
+        f"{route}{failed}; top_score {_top_score(latest)}"),
         "",
         f"  > {_md(_excerpt(latest.answer)) or '(empty)'}",
         "",

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docent.datasets import EvalSetError
 from docent.db import connect
+from docent.llm import LLMFailure, WordCount, open_llm
+from docent.sections import StoredSection
 from docent.settings import LLMSettings, Settings
 from docent.store import IndexStore
-from evaluation.judge import WordCount
-from evaluation.metrics import answer_tokens
+from docent.text import collect_text, first_json, normalise_question
 from evaluation.references import ContextBudget
-from evaluation.retrieval import EvalSetError
-from services.generator.llm import LLMClient, LLMFailure
 
 GOLDEN_TEMPERATURE = 0.0
 TASK_CPUS = 0.5  # a task mostly waits on the LLM
@@ -49,14 +49,6 @@ NO_JSON, NO_QUESTION, EMPTY_ANSWER, LLM_FAILED, TASK_FAILED = (
     "no JSON", "no question", "empty answer", "LLM failed", "task failed")
 
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Section:
-    source: str
-    page_title: str
-    section_title: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +77,7 @@ class GoldenReport:
                 "duplicates": self.duplicates}
 
 
-def golden_messages(section: Section) -> list[dict[str, str]]:
+def golden_messages(section: StoredSection) -> list[dict[str, str]]:
     user = (f"Page: {section.page_title}\nSection: {section.section_title}\nSource: {section.source}\n\n"
             f"Text:\n{section.text}")
     return [{"role": "system", "content": GOLDEN_PROMPT}, {"role": "user", "content": user}]
@@ -93,7 +85,7 @@ def golden_messages(section: Section) -> list[dict[str, str]]:
 
 def parse_pair(source: str, reply: str) -> Candidate:
     """The question and answer of a reply, or why there is none."""
-    value = _first_object(reply)
+    value = first_json(reply)
     if value is None:
         return Candidate(source, dropped=NO_JSON, detail=" ".join(reply.split())[:80])
     question, answer = value.get("question"), value.get("answer")
@@ -102,22 +94,6 @@ def parse_pair(source: str, reply: str) -> Candidate:
     if not isinstance(answer, str) or not answer.strip():
         return Candidate(source, dropped=EMPTY_ANSWER)
     return Candidate(source, " ".join(question.split()), answer.strip())
-
-
-def _first_object(reply: str) -> dict[str, Any] | None:
-    decoder = json.JSONDecoder()
-    for start in (i for i, ch in enumerate(reply) if ch == "{"):
-        try:
-            value, _ = decoder.raw_decode(reply, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
-
-
-def normalise(question: str) -> str:
-    return " ".join(answer_tokens(question))
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -130,7 +106,7 @@ def deduplicate(candidates: Sequence[Candidate], similarity: float) -> tuple[lis
     seen: set[str] = set()
     token_sets: list[set[str]] = []
     for candidate in candidates:
-        text = normalise(candidate.question or "")
+        text = normalise_question(candidate.question or "")
         tokens = set(text.split())
         if text in seen or any(jaccard(tokens, other) >= similarity for other in token_sets):
             continue
@@ -140,49 +116,43 @@ def deduplicate(candidates: Sequence[Candidate], similarity: float) -> tuple[lis
     return kept, len(candidates) - len(kept)
 
 
-async def load_sections(settings: Settings) -> list[Section]:
-    """Every section of the index: its chunks grouped by `source`, texts joined in order."""
+async def load_sections(settings: Settings) -> list[StoredSection]:
+    """Every section of the index, in index order."""
     conn = await connect(settings)
     try:
-        index = await IndexStore(conn).require(settings.index_name)
-        rows = await conn.fetch(f"SELECT source, page_title, section_title, text FROM {index.table}"
-                                " ORDER BY document_id, ordinal")
+        store = IndexStore(conn)
+        return list((await store.sections(await store.require(settings.index_name))).values())
     finally:
         await conn.close()
-    grouped: dict[str, list[Any]] = {}
-    for row in rows:
-        grouped.setdefault(row["source"], []).append(row)
-    return [Section(source, parts[0]["page_title"], parts[0]["section_title"], "\n".join(p["text"] for p in parts))
-            for source, parts in grouped.items()]
 
 
-def sample_sections(sections: Sequence[Section], count: int, seed: int, min_chars: int) -> list[Section]:
+def sample_sections(sections: Sequence[StoredSection], count: int, seed: int, min_chars: int) -> list[StoredSection]:
     """`count` sections of at least `min_chars`, drawn at random with `seed`, in index order."""
     eligible = [s for s in sections if len(s.text.strip()) >= min_chars]
     picked = set(random.Random(seed).sample(range(len(eligible)), min(count, len(eligible))))
     return [s for i, s in enumerate(eligible) if i in picked]
 
 
-def _fit(section: Section, budget: ContextBudget) -> Section:
+def _fit(section: StoredSection, budget: ContextBudget) -> StoredSection:
     """The section with its text trimmed to what the LLM's context leaves beside the prompt and the answer."""
     text = budget.fit(section.text, section.page_title, section.section_title, section.source)
-    return Section(section.source, section.page_title, section.section_title, text)
+    return StoredSection(section.source, section.page_title, section.section_title, text)
 
 
-def _generate_batch(llm: LLMSettings, sections: list[Section]) -> list[Candidate]:
+def _generate_batch(llm: LLMSettings, sections: list[StoredSection]) -> list[Candidate]:
     """A Ray task: one candidate per section, the sections of the batch asked at once."""
     return asyncio.run(_ask_batch(llm, sections))
 
 
-async def _ask_batch(llm: LLMSettings, sections: Sequence[Section]) -> list[Candidate]:
-    client = LLMClient(llm, temperature=GOLDEN_TEMPERATURE, tokenizer=WordCount())
+async def _ask_batch(llm: LLMSettings, sections: Sequence[StoredSection]) -> list[Candidate]:
+    client = open_llm(llm, GOLDEN_TEMPERATURE, WordCount())
 
-    async def ask(section: Section) -> Candidate:
+    async def ask(section: StoredSection) -> Candidate:
         try:
-            pieces = [p async for p in client.stream(golden_messages(section)) if isinstance(p, str)]
+            reply = await collect_text(client.stream(golden_messages(section)))
         except LLMFailure as exc:
             return Candidate(section.source, dropped=LLM_FAILED, detail=exc.reason)
-        return parse_pair(section.source, "".join(pieces))
+        return parse_pair(section.source, reply)
 
     try:
         return list(await asyncio.gather(*(ask(s) for s in sections)))
@@ -201,7 +171,7 @@ async def generate_golden(
     """Sample `count` sections, ask for a pair per section in Ray tasks, keep the distinct ones, write `out`."""
     import ray
 
-    from ingest.ray_runtime import ensure_ray
+    from docent.ray_runtime import ensure_ray
 
     seed = random.randrange(2**32) if seed is None else seed
     min_chars = settings.evaluation.golden_min_section_chars
@@ -231,7 +201,7 @@ def _runtime_env(llm: LLMSettings) -> dict[str, Any]:
     return {"runtime_env": {"env_vars": {llm.api_key_env: key}}} if key else {}
 
 
-async def _gather_batches(refs: list[Any], batches: list[list[Section]], progress: ProgressCallback | None
+async def _gather_batches(refs: list[Any], batches: list[list[StoredSection]], progress: ProgressCallback | None
                           ) -> list[Candidate]:
     """Each batch's candidates in batch order; a failed task drops its sections as "task failed"."""
     import ray

@@ -10,13 +10,14 @@ with the reason. `score` never raises.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from docent.errors import UpstreamFailure
+from docent.llm import LLMFailure, WordCount, open_llm
 from docent.settings import LLMSettings
-from services.generator.llm import LLMClient, LLMFailure
+from docent.text import collect_text, first_json
 
 MIN_SCORE, MAX_SCORE = 1, 5
 DEFAULT_JUDGE_ATTEMPTS = 3
@@ -36,7 +37,7 @@ _SCORE_LINE = re.compile(r"^[\s*#>-]*score[\s*]*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)",
 _REASONING_LINE = re.compile(r"^[\s*#>-]*reasoning[\s*]*[:=]\s*\**\s*(.*)$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
-class UnparseableVerdict(ValueError):
+class UnparseableVerdict(UpstreamFailure, ValueError):
     """A judge's reply without a usable score; the message says why."""
 
 
@@ -76,15 +77,8 @@ def parse_verdict(reply: str) -> tuple[int, str]:
 
 def _json_verdict(reply: str) -> tuple[Any, Any] | None:
     """(score, reasoning) of the first JSON object in the reply that has a `score`."""
-    decoder = json.JSONDecoder()
-    for start in (m.start() for m in re.finditer(r"\{", reply)):
-        try:
-            value, _ = decoder.raw_decode(reply, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and "score" in value:
-            return value["score"], value.get("reasoning", "")
-    return None
+    value = first_json(reply, lambda v: isinstance(v, dict) and "score" in v)
+    return None if value is None else (value["score"], value.get("reasoning", ""))
 
 
 def _as_score(raw: Any) -> int:
@@ -100,16 +94,6 @@ def _as_score(raw: Any) -> int:
     return int(number)
 
 
-class WordCount:
-    """Counts the usage an endpoint did not report; the judge ignores usage, so no real tokenizer is loaded."""
-
-    def count(self, text: str) -> int:
-        return len(text.split())
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        return " ".join(text.split()[:max_tokens])
-
-
 class Judge:
     """Scores answers with one configured LLM; `aclose` when done."""
 
@@ -117,7 +101,7 @@ class Judge:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
         self.llm, self.max_attempts = llm, max_attempts
-        self._client = LLMClient(llm, temperature=JUDGE_TEMPERATURE, tokenizer=WordCount())
+        self._client = open_llm(llm, JUDGE_TEMPERATURE, WordCount())
 
     @property
     def name(self) -> str:
@@ -140,11 +124,7 @@ class Judge:
         return JudgeVerdict(None, "", self.max_attempts, f"{error} (after {self.max_attempts} attempts)")
 
     async def _reply(self, messages: list[dict[str, str]]) -> str:
-        pieces: list[str] = []
-        async for piece in self._client.stream(messages):
-            if isinstance(piece, str):
-                pieces.append(piece)
-        return "".join(pieces)
+        return await collect_text(self._client.stream(messages))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
+from docent.errors import UsageError
 from docent.settings import Settings, load_settings
+from docent.uris import fetch, is_remote
 from evaluation.experiment import ExperimentPlan, Trial, evaluate_trial, trial_key, trial_payload
 from evaluation.runner import load_references, open_eval_set
-from ingest.remote import fetch, is_remote
 from evaluation.space import PARAMETERS, ExperimentSpace, digest
 from evaluation.tracking import (
     EVAL_PATH_TAG,
@@ -33,7 +34,7 @@ from evaluation.tracking import (
 )
 
 
-class PromotionError(ValueError):
+class PromotionError(UsageError, ValueError):
     """Promotion cannot even be decided (no finished trials, no such metric, a changed eval set)."""
 
 

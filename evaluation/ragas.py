@@ -20,7 +20,6 @@ The `ragas` library is not used: see docs/evaluation.md for why.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -28,11 +27,13 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from docent.embedding.model import Embedder
+from docent.errors import UpstreamFailure
+from docent.llm import LLMFailure, WordCount, open_llm
 from docent.settings import LLMSettings
-from evaluation.judge import JUDGE_TEMPERATURE, WordCount
+from docent.text import collect_text, first_json
+from evaluation.judge import JUDGE_TEMPERATURE
 from evaluation.metrics import RAGAS_METRICS, cosine_similarity
-from services.embedder.model import Embedder
-from services.generator.llm import LLMClient, LLMFailure
 
 FAITHFULNESS, ANSWER_RELEVANCY, CONTEXT_PRECISION, CONTEXT_RECALL = RAGAS_METRICS
 NEEDS_REFERENCE = frozenset({CONTEXT_PRECISION, CONTEXT_RECALL})
@@ -86,7 +87,7 @@ _CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 T = TypeVar("T")
 
 
-class UnparseableReply(ValueError):
+class UnparseableReply(UpstreamFailure, ValueError):
     """A judge reply without what was asked for; the message says why."""
 
 
@@ -128,17 +129,11 @@ class RagasScores:
 def find_json(reply: str, key: str, bare_array: bool = True) -> Any:
     """The value of `key` in the first JSON object of the reply that has it, fenced or not; else
     (with `bare_array`) the first JSON array in the reply. Raises `UnparseableReply`."""
-    decoder, array = json.JSONDecoder(), None
-    for match in re.finditer(r"[\[{]", reply):
-        try:
-            value, _ = decoder.raw_decode(reply, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and key in value:
-            return value[key]
-        if array is None and isinstance(value, list):
-            array = value
-    if array is not None and bare_array:
+    found = first_json(reply, lambda value: isinstance(value, dict) and key in value)
+    if found is not None:
+        return found[key]
+    array = first_json(reply, lambda value: isinstance(value, list)) if bare_array else None
+    if array is not None:
         return array
     raise UnparseableReply(f"no JSON with {key!r} in the reply: {_excerpt(reply)!r}")
 
@@ -230,7 +225,7 @@ def numbered(items: Sequence[str], brackets: bool = False) -> str:
 # --- the scorer ----------------------------------------------------------------------
 
 
-class _Unscored(Exception):
+class _Unscored(UpstreamFailure):
     def __init__(self, reason: str, attempts: int):
         super().__init__(reason)
         self.reason, self.attempts = reason, attempts
@@ -244,7 +239,7 @@ class RagasScorer:
             raise ValueError("attempts and relevancy_questions must be at least 1")
         self.llm, self.embedder = llm, embedder
         self.attempts, self.relevancy_questions = attempts, relevancy_questions
-        self._client = LLMClient(llm, temperature=JUDGE_TEMPERATURE, tokenizer=WordCount())
+        self._client = open_llm(llm, JUDGE_TEMPERATURE, WordCount())
         self._embedding = threading.Lock()  # one forward pass at a time through the shared model
 
     @property
@@ -331,8 +326,7 @@ class RagasScorer:
         raise _Unscored(f"{error} (after {self.attempts} attempts)", asked_before + self.attempts)
 
     async def _reply(self, messages: list[dict[str, str]]) -> str:
-        pieces = [p async for p in self._client.stream(messages) if isinstance(p, str)]
-        return "".join(pieces)
+        return await collect_text(self._client.stream(messages))
 
     def _embed(self, texts: list[str]) -> Any:
         with self._embedding:

@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docent.datasets import EvalSetError, read_json_rows
 from docent.db import connect
+from docent.llm import ChatLLM, LLMFailure, WordCount, open_llm
 from docent.settings import LLMSettings, Settings
 from docent.store import IndexRecord, IndexStore
+from docent.text import collect_text
+from docent.tokenizer import Tokenizer, load_tokenizer
 from docent.types import page_of
-from evaluation.judge import WordCount
-from evaluation.retrieval import EvalQuestion, EvalSetError, read_json_rows
+from evaluation.retrieval import EvalQuestion
 from evaluation.runner import EvalSet, write_atomically
-from services.generator.llm import LLMClient, LLMFailure
-from services.generator.tokenizer import Tokenizer, load_tokenizer
 
 REFERENCE_TEMPERATURE = 0.0
 PROMPT_MARGIN_TOKENS = 32  # chat formatting the tokenizer does not see
@@ -106,7 +107,7 @@ async def generate_references(
         if progress:
             progress(done, len(questions))
 
-    client = LLMClient(llm, temperature=REFERENCE_TEMPERATURE, tokenizer=WordCount())  # usage is not kept
+    client = open_llm(llm, REFERENCE_TEMPERATURE, WordCount())  # usage is not kept
     try:
         await _answer_all(client, budget, pending, golds, concurrency, file, answered)
     finally:
@@ -141,7 +142,7 @@ class ReferencesFile:
 
 
 async def _answer_all(
-    client: LLMClient, budget: ContextBudget, pending: Sequence[EvalQuestion], golds: dict[str, GoldText],
+    client: ChatLLM, budget: ContextBudget, pending: Sequence[EvalQuestion], golds: dict[str, GoldText],
     concurrency: int, file: ReferencesFile, answered: Callable[[dict[str, Any]], None],
 ) -> None:
     """Answer each pending question, `concurrency` LLM calls at a time, handing each row to `answered` as it comes."""
@@ -166,14 +167,14 @@ async def _answer_all(
 
 
 async def _answer(
-    client: LLMClient, budget: ContextBudget, question: EvalQuestion, gold: GoldText, llm: LLMSettings
+    client: ChatLLM, budget: ContextBudget, question: EvalQuestion, gold: GoldText, llm: LLMSettings
 ) -> dict[str, Any]:
     context = budget.fit(gold.text, question.question)
     try:
-        pieces = [p async for p in client.stream(reference_messages(question.question, context)) if isinstance(p, str)]
+        reply = await collect_text(client.stream(reference_messages(question.question, context)))
     except LLMFailure as exc:
         return _row(question, llm, gold, "", f"the LLM failed: {exc.reason}")
-    answer = _answer_text("".join(pieces))
+    answer = _answer_text(reply)
     return _row(question, llm, gold, answer, None if answer else "the LLM gave an empty answer")
 
 
@@ -229,24 +230,16 @@ async def _gold_texts(settings: Settings, sources: Sequence[str]) -> dict[str, G
 
 
 async def gold_texts(conn: Any, index: IndexRecord, sources: Sequence[str]) -> dict[str, GoldText]:
-    """source → its section's chunks joined, else its page's, else nothing."""
-    exact = await _joined(conn, f"SELECT source AS key, text FROM {index.table} WHERE source = ANY($1::text[])"
-                          " ORDER BY document_id, ordinal", [s for s in sources if "#" in s])
-    pages = await _joined(conn, f"SELECT split_part(source, '#', 1) AS key, text FROM {index.table}"
-                          " WHERE split_part(source, '#', 1) = ANY($1::text[]) ORDER BY document_id, ordinal",
-                          sorted({page_of(s) for s in sources if s not in exact}))
-    found = {s: GoldText(exact[s], "section") for s in sources if s in exact}
-    found |= {s: GoldText(pages[page_of(s)], "page") for s in sources if s not in exact and page_of(s) in pages}
+    """source → its section's text, else its page's (the page's sections joined), else nothing."""
+    store = IndexStore(conn)
+    exact = await store.sections(index, [s for s in sources if "#" in s])
+    pages = await store.page_sections(index, sorted({page_of(s) for s in sources if s not in exact}))
+    found = {s: GoldText(exact[s].text, "section") for s in sources if s in exact}
+    found |= {
+        s: GoldText("\n\n".join(section.text for section in pages[page_of(s)]), "page")
+        for s in sources if s not in exact and page_of(s) in pages
+    }
     return found
-
-
-async def _joined(conn: Any, query: str, keys: list[str]) -> dict[str, str]:
-    if not keys:
-        return {}
-    texts: dict[str, list[str]] = {}
-    for row in await conn.fetch(query, keys):
-        texts.setdefault(row["key"], []).append(row["text"])
-    return {key: "\n\n".join(parts) for key, parts in texts.items()}
 
 
 def load_previous(path: Path) -> dict[str, dict[str, Any]]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from docent.datasets import EvalSetError, read_json_rows
 from docent.types import page_of
 
 
@@ -19,34 +18,6 @@ class EvalQuestion:
     @property
     def page(self) -> str:
         return page_of(self.source)
-
-
-class EvalSetError(ValueError):
-    """An eval set (or references, or responses) file that is missing or malformed."""
-
-
-def read_json_rows(path: Path, what: str = "eval set") -> list[tuple[str, Any]]:
-    """The rows of a JSON array or JSON-lines file, each with where it is (`line 3`, or `row 3` of an array)."""
-    if not path.is_file():
-        raise EvalSetError(f"{what} not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise EvalSetError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    if text.lstrip().startswith("["):
-        try:
-            return [(f"row {number}", row) for number, row in enumerate(json.loads(text), start=1)]
-        except json.JSONDecodeError as exc:
-            raise EvalSetError(f"{path}: not a valid JSON array ({exc})") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise EvalSetError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-    return rows
 
 
 def load_eval_set(path: Path) -> list[EvalQuestion]:

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.router.router import OSS, STRONG, RoutingDataError
+from docent.routing import OSS, STRONG
+from training.router import RoutingDataError
 
 
 @dataclass(frozen=True)

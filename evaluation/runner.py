@@ -32,14 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docent.datasets import EvalSetError, read_json_rows
 from docent.db import connect
+from docent.llm import require_llm
 from docent.settings import EmbeddingSettings, Settings
 from docent.store import IndexRecord, IndexStore
-from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, UnknownLLM, page_of
+from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, page_of
 from evaluation.judge import Judge, JudgeVerdict
 from evaluation.metrics import RAGAS_METRICS, aggregate, cosine_similarity, has_gold, retrieval_metrics, token_f1
 from evaluation.ragas import MetricScore, RagasScorer, RagasScores
-from evaluation.retrieval import EvalQuestion, EvalSetError, load_eval_set, read_json_rows
+from evaluation.retrieval import EvalQuestion, load_eval_set
 
 RESPONSES_FILE = "responses.jsonl"
 CONFIG_FILE = "config.json"
@@ -115,8 +117,8 @@ async def run_eval(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     known_llms = [m.name for m in settings.generation.llms]
-    if llm is not None and llm != EXTRACTIVE_LLM and llm not in known_llms:
-        raise UnknownLLM(llm, [*known_llms, EXTRACTIVE_LLM])
+    if llm is not None:
+        require_llm(llm, [*known_llms, EXTRACTIVE_LLM])
     index, pages = await _index_and_pages(settings)
     config = describe_config(settings, index, llm)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -432,7 +434,7 @@ def _similarities(
     """Cosine of each answer's and its reference's embeddings (no query prefix: both are passages)."""
     if not rows:
         return {}
-    from services.embedder.model import load_embedder
+    from docent.embedding.model import load_embedder
 
     model = load_embedder(embedding)
     vectors = model.embed([r["answer"] for r in rows] + [references[r["question"]] for r in rows])

@@ -32,12 +32,14 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from docent.errors import UsageError
+from docent.llm import require_llm
 from docent.settings import ChunkingSettings, Settings, default_index_name
-from docent.types import EXTRACTIVE_LLM
-from ingest.remote import is_remote
+from docent.types import EXTRACTIVE_LLM, UnknownLLM
+from docent.uris import is_remote
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError, ValueError):
     """A search space that cannot be run; the message names the problem."""
 
 
@@ -77,7 +79,7 @@ def _path_or_uri(value: Any) -> Any:
     if isinstance(value, Path) or value is None:
         return value
     if not isinstance(value, str):
-        raise ValueError("give a file path or an s3:// URI")
+        raise ValueError("give a file path or an s3:// URI")  # noqa: TRY004 - pydantic reports ValueErrors as validation errors
     return value if is_remote(value) else Path(value)
 
 
@@ -210,12 +212,14 @@ def index_key(settings: Settings) -> tuple[str, ChunkingSettings]:
 
 def check_llms(configurations: list[Configuration], settings: Settings, judge: str | None) -> None:
     known = [m.name for m in settings.generation.llms]
-    for configuration in configurations:
-        llm = configuration.get("llm")
-        if llm is not None and llm != EXTRACTIVE_LLM and llm not in known:
-            raise SpaceError(f"llm {llm!r} is not configured; configured: {', '.join([*known, EXTRACTIVE_LLM])}")
-    if judge is not None and judge not in known:
-        raise SpaceError(f"judge {judge!r} is not configured; configured LLMs: {', '.join(known) or 'none'}")
+    for role, name, choices in [
+        *(("llm", c["llm"], [*known, EXTRACTIVE_LLM]) for c in configurations if c.get("llm") is not None),
+        *([("judge", judge, known)] if judge is not None else []),
+    ]:
+        try:
+            require_llm(name, choices, role)
+        except UnknownLLM as exc:
+            raise SpaceError(f"{role} {name!r} is not configured; configured: {', '.join(exc.known) or 'none'}") from None
 
 
 def canonical(value: Any) -> str:

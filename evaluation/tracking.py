@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docent.errors import DocentError
 from docent.settings import Settings
-from ingest.remote import export_s3_environment
+from docent.uris import export_s3_environment
 
 TRIAL_KEY_TAG = "docent.trial_key"
 TRIAL_LABEL_TAG = "docent.trial"
@@ -34,7 +35,7 @@ FINISHED = "FINISHED"
 _MLFLOW_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
 
 
-class TrackingError(RuntimeError):
+class TrackingError(DocentError, RuntimeError):
     """The tracking store is unreachable or holds no such experiment."""
 
 

@@ -13,6 +13,8 @@ from pathlib import Path, PurePosixPath
 
 from docutils.nodes import make_id
 
+from docent.types import AnchorStyle
+
 ANCHOR_STYLES = ("sphinx", "github")
 
 _GITHUB_DROP = re.compile(r"[^\w\- ]")
@@ -22,9 +24,9 @@ _SERVED_AS_IS = {".pdf", ".txt"}
 
 def slugify(title: str, style: str = "sphinx") -> str:
     """The fragment id a renderer derives from a heading (or a label) text."""
-    if style == "sphinx":
+    if style == AnchorStyle.SPHINX:
         return make_id(title)
-    if style == "github":
+    if style == AnchorStyle.GITHUB:
         return _GITHUB_DROP.sub("", title.strip().lower()).replace(" ", "-")
     raise ValueError(f"unknown anchor style {style!r}; expected one of {ANCHOR_STYLES}")
 
@@ -78,7 +80,7 @@ class AnchorAllocator:
         if slug and slug not in self._taken:
             self._taken.add(slug)
             return slug
-        if self.style == "github":
+        if self.style == AnchorStyle.GITHUB:
             return self._next_repeat(slug) if slug else None
         # The section (or, in newer Sphinx, its label) still uses up a numbered id.
         numbered = self._next_auto_id()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from docent.settings import ChunkingSettings
-from docent.types import UnreadableDocument, embedding_text
+from docent.types import ChunkUnit, UnreadableDocument, embedding_text
 from ingest.anchors import page_url, source_url
 from ingest.loaders import load_document
 from ingest.scan import file_hash
@@ -87,7 +87,7 @@ def _include_reader(root: Path, document: Path):
 
 @lru_cache(maxsize=4)
 def _splitter(chunking: ChunkingSettings, tokenizer_path: str | None) -> RecursiveSplitter:
-    tokenizer = _tokenizer(tokenizer_path) if chunking.unit == "tokens" else None
+    tokenizer = _tokenizer(tokenizer_path) if chunking.unit == ChunkUnit.TOKENS else None
     return make_splitter(chunking.chunk_size, chunking.chunk_overlap, chunking.unit, tokenizer)
 
 

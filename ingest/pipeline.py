@@ -16,38 +16,26 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from ray.exceptions import RayError
 
 from docent.db import connect
+from docent.embedding.model import check_model_available, load_embedder, resolve_model_path
+from docent.errors import IngestError, SourceError
+from docent.lexical import LexicalIndex, payload_checksum
+from docent.ray_runtime import ensure_ray
 from docent.settings import Settings
 from docent.store import DocumentChunks, IndexRecord, IndexStore
-from docent.types import Chunk, IndexConfig
+from docent.types import Chunk, ChunkUnit, IndexConfig, LexicalBackend
+from docent.uris import is_remote
 from ingest.documents import ParseOptions, chunk_rows
-from ingest.errors import IngestError, SourceError
-from ingest.ray_runtime import ensure_ray
-from ingest.remote import is_remote, mirror
+from ingest.progress import IngestProgress, NoProgress
+from ingest.remote import mirror
 from ingest.scan import Scan, SourceFile, scan
-from services.embedder.model import check_model_available, load_embedder, resolve_model_path
-from services.retriever.lexical import LexicalIndex, payload_checksum
 
 log = logging.getLogger(__name__)
-
-
-class IngestProgress(Protocol):
-    def stage(self, name: str, total: int | None) -> None: ...
-
-    def advance(self, name: str, amount: int = 1) -> None: ...
-
-
-class _NoProgress:
-    def stage(self, name: str, total: int | None) -> None:
-        pass
-
-    def advance(self, name: str, amount: int = 1) -> None:
-        pass
 
 
 @dataclass
@@ -87,7 +75,7 @@ def run_ingest(
     prune: bool = False,
     progress: IngestProgress | None = None,
 ) -> IngestReport:
-    return asyncio.run(ingest(path, settings, base_url=base_url, prune=prune, progress=progress or _NoProgress()))
+    return asyncio.run(ingest(path, settings, base_url=base_url, prune=prune, progress=progress or NoProgress()))
 
 
 async def ingest(
@@ -145,7 +133,7 @@ def _forget_cached_answers(settings: Settings) -> None:
     index's revision is part of their key); deleting them frees Redis at once."""
     from redis.exceptions import RedisError
 
-    from services.gateway.cache import forget_index_answers
+    from docent.cached_answers import forget_index_answers
 
     try:
         forgotten = forget_index_answers(settings, settings.index_name)
@@ -292,7 +280,7 @@ async def _finish_index(
     progress.stage("bm25", None)
     ids, chunks = await store.chunk_texts(index)
     texts = [c.embedding_text if index.config.include_titles else c.text for c in chunks]
-    lexical_settings = settings.lexical.model_copy(update={"backend": "bm25s"})
+    lexical_settings = settings.lexical.model_copy(update={"backend": LexicalBackend.BM25S})
     payload = LexicalIndex.build(ids, texts, lexical_settings).to_bytes()
     await store.save_lexical(index, revision, "bm25s", payload_checksum(payload), payload)
     report.lexical_rebuilt = True
@@ -309,7 +297,7 @@ def _embedded_batches(
         base_url=base_url,
         anchor_style=settings.ingest.anchor_style,
         chunking=settings.chunking,
-        tokenizer_path=resolve_model_path(settings.embedding.model) if settings.chunking.unit == "tokens" else None,
+        tokenizer_path=resolve_model_path(settings.embedding.model) if settings.chunking.unit == ChunkUnit.TOKENS else None,
     )
     num_gpus = settings.ingest.num_gpus
     if num_gpus is None:

@@ -1,46 +1,28 @@
-"""Object storage (AWS S3, MinIO, any S3-compatible store): every s3:// read and write docent does goes through here.
+"""Docs trees in object storage: an `s3://bucket/prefix` source is mirrored under the data dir, then ingested like a folder.
 
-**The connection** is built from settings in one place, `s3_filesystem` (pyarrow's S3 client):
-endpoint `ingest.s3_endpoint_url` (else `AWS_ENDPOINT_URL`, else AWS), region `ingest.s3_region`,
-and keys from the environment variables that `ingest.s3_access_key_id_env`,
-`s3_secret_access_key_env` and `s3_session_token_env` name (AWS_ACCESS_KEY_ID, … by default):
-settings files name where the keys are, never the keys. With those variables unset the
-default AWS chain applies (~/.aws, an instance or pod role). `s3_environment` hands the same
-connection to boto3-based clients (MLflow's S3 artifact store).
-
-**Docs trees.** An `s3://bucket/prefix` source is mirrored under
-`<data_dir>/corpora/s3/<bucket>/<prefix>`, then ingested like a folder. The driver lists the
+The mirror lives under `<data_dir>/corpora/s3/<bucket>/<prefix>`. The driver lists the
 prefix and compares each object's size and modification time with its mirrored copy; only
 new and changed objects are read, by a Ray Data job (one GET per object, in parallel tasks),
 and the driver writes them into the mirror; copies of objects gone from the bucket are
 removed (so `--prune` works as for a folder). The ingest then hashes the mirror's files as
 usual, so an unchanged object is neither downloaded nor re-embedded, and a page's URL (and
 its anchors) comes from its key under the prefix exactly as from a path under a folder.
-
-**Single files** (eval sets, references, golden sets, exports): `fetch` gives a local copy
-of an object (cached under `<data_dir>/cache/s3/`, downloaded again only when it changed);
-`local_target` + `publish` write a file locally, then upload it when it is complete.
+The connection and single files are `docent/uris.py`'s.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from docent.settings import IngestSettings, Settings
-from ingest.errors import IngestError, SourceError
+from docent.errors import IngestError, SourceError
+from docent.settings import Settings
+from docent.uris import RemoteObject, bucket_path, s3_filesystem, storage_failure, unchanged_copy, write_copy
+from ingest.progress import IngestProgress
 
-if TYPE_CHECKING:
-    from ingest.pipeline import IngestProgress
-
-REMOTE_SCHEMES = ("s3://",)
-_COPY_BUFFER_BYTES = 1 << 20
 # Ray Data read tasks for a sync: enough to keep a cluster's CPUs busy with GETs, few enough that
 # a small change is not split into tasks costing more than the objects they read.
 _MAX_READ_BLOCKS = 64
@@ -55,109 +37,11 @@ class MirrorReport:
     removed: int
 
 
-@dataclass(frozen=True)
-class RemoteObject:
-    """One listed object: `path` is `bucket/key`, as pyarrow names it."""
-
-    path: str
-    size: int
-    mtime: float  # seconds since the epoch
-
-
-def is_remote(source: str | Path) -> bool:
-    return str(source).startswith(REMOTE_SCHEMES)
-
-
-# ── the connection ──────────────────────────────────────────────────────────────────────
-
-
-def s3_filesystem(settings: Settings):
-    """pyarrow's S3 client for the store and keys the settings name; `SourceError` when they are unusable."""
-    from pyarrow import fs
-
-    options: dict[str, Any] = {}
-    if endpoint := _endpoint(settings.ingest):
-        options |= {"endpoint_override": endpoint, "scheme": urlsplit(endpoint).scheme}
-    if settings.ingest.s3_region:
-        options["region"] = settings.ingest.s3_region
-    if keys := _keys(settings.ingest):
-        options |= {"access_key": keys[0], "secret_key": keys[1]}
-        if keys[2]:
-            options["session_token"] = keys[2]
-    try:
-        return fs.S3FileSystem(**options)
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"cannot set up the S3 client: {_reason(exc)}") from None
-
-
-def s3_environment(settings: Settings) -> dict[str, str]:
-    """The same connection as environment variables, for boto3 (MLflow's S3 artifact store reads them)."""
-    env: dict[str, str] = {}
-    if keys := _keys(settings.ingest):
-        env |= {"AWS_ACCESS_KEY_ID": keys[0], "AWS_SECRET_ACCESS_KEY": keys[1]}
-        if keys[2]:
-            env["AWS_SESSION_TOKEN"] = keys[2]
-    if settings.ingest.s3_region:
-        env["AWS_DEFAULT_REGION"] = settings.ingest.s3_region
-    if endpoint := _endpoint(settings.ingest):
-        env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
-    return env
-
-
-def export_s3_environment(settings: Settings) -> None:
-    """Make this process's boto3 clients use the settings' store; an explicit MLFLOW_S3_ENDPOINT_URL is kept."""
-    try:
-        environment = s3_environment(settings)
-    except SourceError:
-        return  # unusable S3 settings must not stop MLflow work that needs no bucket; a bucket read reports them
-    for name, value in environment.items():
-        if name == "MLFLOW_S3_ENDPOINT_URL":
-            os.environ.setdefault(name, value)
-        else:
-            os.environ[name] = value
-
-
-def _endpoint(ingest: IngestSettings) -> str | None:
-    endpoint = ingest.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    if not endpoint:
-        return None
-    parsed = urlsplit(endpoint)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SourceError(f"S3 endpoint {endpoint!r} (ingest.s3_endpoint_url or AWS_ENDPOINT_URL) is not an "
-                          "http(s) URL: give one like http://minio:9000")
-    return endpoint
-
-
-def _keys(ingest: IngestSettings) -> tuple[str, str, str | None] | None:
-    """(key id, secret, session token) from the variables the settings name; None: the default AWS chain."""
-    key_id = os.environ.get(ingest.s3_access_key_id_env)
-    secret = os.environ.get(ingest.s3_secret_access_key_env)
-    if key_id and secret:
-        return key_id, secret, os.environ.get(ingest.s3_session_token_env) or None
-    if key_id or secret:
-        given, missing = ((ingest.s3_access_key_id_env, ingest.s3_secret_access_key_env) if key_id
-                          else (ingest.s3_secret_access_key_env, ingest.s3_access_key_id_env))
-        raise SourceError(f"S3 credentials: {given} is set but {missing} is not: set both (the settings "
-                          "ingest.s3_access_key_id_env and s3_secret_access_key_env name them), or neither")
-    return None
-
-
-def _bucket_path(uri: str) -> str:
-    """`bucket/prefix` of an s3:// URI; `SourceError` for one without a bucket or with `..` in its key."""
-    path = uri.removeprefix("s3://").rstrip("/")
-    bucket = path.split("/", 1)[0]
-    if not is_remote(uri) or not bucket:
-        raise SourceError(f"{uri!r} is not an S3 URI: give s3://BUCKET/PREFIX")
-    if ".." in PurePosixPath(path).parts:
-        raise SourceError(f"{uri}: '..' in an S3 key is not supported (it would leave the local copy's folder)")
-    return path
-
-
 # ── docs trees: the mirror ──────────────────────────────────────────────────────────────
 
 
 def mirror_root(uri: str, settings: Settings) -> Path:
-    return settings.data_dir / "corpora" / "s3" / _bucket_path(uri)
+    return settings.data_dir / "corpora" / "s3" / bucket_path(uri)
 
 
 def mirror(uri: str, settings: Settings, progress: IngestProgress | None = None) -> MirrorReport:
@@ -167,12 +51,12 @@ def mirror(uri: str, settings: Settings, progress: IngestProgress | None = None)
     filesystem = s3_filesystem(settings)
     objects = _list(uri, filesystem, settings)
     root = mirror_root(uri, settings)
-    changed = [obj for relative, obj in sorted(objects.items()) if not _same(root / relative, obj)]
+    changed = [obj for relative, obj in sorted(objects.items()) if not unchanged_copy(root / relative, obj)]
     if progress is not None:
         progress.stage("download", len(changed))
-    prefix = _bucket_path(uri) + "/"
+    prefix = bucket_path(uri) + "/"
     for obj, data in read_objects(changed, filesystem, settings):
-        _write(root / obj.path.removeprefix(prefix), data, obj.mtime)
+        write_copy(root / obj.path.removeprefix(prefix), data, obj.mtime)
         if progress is not None:
             progress.advance("download")
     removed = _remove_gone(root, set(objects))
@@ -183,13 +67,13 @@ def _list(uri: str, filesystem, settings: Settings) -> dict[str, RemoteObject]:
     """Relative key → object, for every object under the prefix (none there: `SourceError`)."""
     from pyarrow import fs
 
-    remote_root = _bucket_path(uri)
+    remote_root = bucket_path(uri)
     try:
         listing = filesystem.get_file_info(fs.FileSelector(remote_root, recursive=True))
     except FileNotFoundError:
         listing = []
     except (OSError, ValueError) as exc:
-        raise _failure("list", uri, exc, settings) from None
+        raise storage_failure("list", uri, exc, settings) from None
     objects = {}
     for info in listing:
         relative = info.path[len(remote_root) + 1:]
@@ -210,7 +94,7 @@ def read_objects(objects: list[RemoteObject], filesystem, settings: Settings) ->
     import ray
     from ray.exceptions import RayError
 
-    from ingest.ray_runtime import ensure_ray
+    from docent.ray_runtime import ensure_ray
 
     ensure_ray(settings)
     by_path = {obj.path: obj for obj in objects}
@@ -222,7 +106,7 @@ def read_objects(objects: list[RemoteObject], filesystem, settings: Settings) ->
         for batch in contents.iter_batches(batch_size=None, batch_format="numpy"):
             for path, data, error in zip(batch["path"], batch["data"], batch["error"]):
                 if error:
-                    raise _failure("download", f"s3://{path}", OSError(str(error)), settings)
+                    raise storage_failure("download", f"s3://{path}", OSError(str(error)), settings)
                 if data is not None:
                     yield by_path[str(path)], bytes(data)
     except RayError as exc:  # objects written before the failure stay: the next sync reads only the rest
@@ -247,23 +131,6 @@ def _read_batch(batch: dict[str, np.ndarray], filesystem) -> dict[str, np.ndarra
     return {"path": batch["path"], "data": np.array(contents, dtype=object), "error": np.array(errors, dtype=object)}
 
 
-def _same(local: Path, obj: RemoteObject) -> bool:
-    if not local.is_file():
-        return False
-    stat = local.stat()
-    return stat.st_size == obj.size and int(stat.st_mtime) == int(obj.mtime)
-
-
-def _write(local: Path, data: bytes, mtime: float) -> None:
-    """Write beside its place, then move it in: a stopped sync leaves no half file. The object's time is kept
-    on the copy: it is what the next sync compares."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    partial = local.with_name(local.name + ".partial")
-    partial.write_bytes(data)
-    os.utime(partial, (mtime, mtime))
-    os.replace(partial, local)
-
-
 def _remove_gone(root: Path, kept: set[str]) -> int:
     removed = 0
     for path in sorted(root.rglob("*"), reverse=True):
@@ -274,119 +141,3 @@ def _remove_gone(root: Path, kept: set[str]) -> int:
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     return removed
-
-
-# ── single files ────────────────────────────────────────────────────────────────────────
-
-
-def fetch(source: str | Path, settings: Settings) -> Path:
-    """A local path for `source`: a local path as is; an s3:// object downloaded (again only when it changed)
-    under `<data_dir>/cache/s3/`. `SourceError` when it cannot be read."""
-    if not is_remote(source):
-        return Path(source)
-    from pyarrow import fs
-
-    uri = str(source)
-    key = _bucket_path(uri)
-    filesystem = s3_filesystem(settings)
-    try:
-        info = filesystem.get_file_info(key)
-    except (OSError, ValueError) as exc:
-        raise _failure("read", uri, exc, settings) from None
-    if info.type != fs.FileType.File:
-        raise SourceError(f"no object at {uri}: check the bucket and key")
-    obj = RemoteObject(info.path, info.size, info.mtime.timestamp())
-    local = _cache_path(uri, settings)
-    if not _same(local, obj):
-        try:
-            with filesystem.open_input_stream(key) as stream:
-                data = stream.read()
-        except OSError as exc:
-            raise _failure("download", uri, exc, settings) from None
-        _write(local, data, obj.mtime)
-    return local
-
-
-def exists(target: str, settings: Settings) -> bool:
-    from pyarrow import fs
-
-    try:
-        return s3_filesystem(settings).get_file_info(_bucket_path(target)).type == fs.FileType.File
-    except (OSError, ValueError) as exc:
-        raise _failure("read", target, exc, settings) from None
-
-
-def publish(local: Path, target: str, settings: Settings) -> None:
-    """Upload a finished local file to an s3:// URI."""
-    filesystem = s3_filesystem(settings)
-    try:
-        with local.open("rb") as source, filesystem.open_output_stream(_bucket_path(target)) as sink:
-            while chunk := source.read(_COPY_BUFFER_BYTES):
-                sink.write(chunk)
-    except OSError as exc:
-        raise _failure("write", target, exc, settings) from None
-
-
-def local_target(target: str | Path, settings: Settings) -> Path:
-    """Where to write what goes to `target`: itself when local; for an s3:// URI a cached copy (holding the
-    object's current content, so a resumable writer continues it), to `publish` when done."""
-    if not is_remote(target):
-        return Path(target)
-    uri = str(target)
-    if exists(uri, settings):
-        return fetch(uri, settings)
-    local = _cache_path(uri, settings)
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.unlink(missing_ok=True)
-    return local
-
-
-def _cache_path(uri: str, settings: Settings) -> Path:
-    return settings.data_dir / "cache" / "s3" / _bucket_path(uri)
-
-
-# ── errors ──────────────────────────────────────────────────────────────────────────────
-
-# What the AWS SDK's error names mean for the operator (pyarrow's messages carry them).
-_REFUSED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "ExpiredToken", "InvalidToken")
-_NO_BUCKET = ("NO_SUCH_BUCKET",)
-_UNREACHABLE = ("NETWORK_CONNECTION", "Could not connect", "Could not resolve host", "curlCode")
-
-
-def _failure(action: str, uri: str, exc: Exception, settings: Settings) -> SourceError:
-    """`cannot <action> <uri>: <the store's reason>; <what to check>`."""
-    text = str(exc)
-    reason = _reason(exc)
-    if any(marker in text for marker in _REFUSED):
-        hint = _credentials_hint(settings.ingest)
-    elif any(marker in text for marker in _NO_BUCKET):
-        hint = f"no bucket {uri.removeprefix('s3://').split('/', 1)[0]!r} at {_store(settings)}: check the URI"
-    elif any(marker in text for marker in _UNREACHABLE):
-        hint = (f"{_store(settings)} cannot be reached: check ingest.s3_endpoint_url (or AWS_ENDPOINT_URL) "
-                "and that the store is up")
-    else:
-        hint = f"check the URI, the endpoint ({_store(settings)}) and the credentials"
-    return SourceError(f"cannot {action} {uri}: {reason}; {hint}")
-
-
-def _credentials_hint(ingest: IngestSettings) -> str:
-    names = f"{ingest.s3_access_key_id_env} / {ingest.s3_secret_access_key_env}"
-    if os.environ.get(ingest.s3_access_key_id_env):
-        return (f"the store refused the keys in {names}: check them and that they may use this bucket "
-                "(ingest.s3_access_key_id_env and s3_secret_access_key_env name other variables)")
-    return (f"no keys in {names} (ingest.s3_access_key_id_env / s3_secret_access_key_env), and the default "
-            "AWS credentials were refused: set those variables, or give this machine a role that may use the bucket")
-
-
-def _store(settings: Settings) -> str:
-    try:
-        return _endpoint(settings.ingest) or "AWS S3"
-    except SourceError:
-        return "the configured endpoint"
-
-
-def _reason(exc: Exception) -> str:
-    """The first line of an error, without the SDK's request id."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    first = lines[0] if lines else type(exc).__name__
-    return first.split(" (Request ID:")[0]

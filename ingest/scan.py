@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.errors import SourceError
+from docent.errors import SourceError
 from ingest.loaders import SUPPORTED_SUFFIXES
 
 

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from tokenizers import Tokenizer
 
+from docent.types import ChunkUnit
+
 DEFAULT_SEPARATORS = ("\n\n", "\n", " ", "")
 
 
@@ -201,9 +203,9 @@ def token_length(tokenizer: Any) -> Callable[[str], int]:
 def make_splitter(chunk_size: int, chunk_overlap: int, unit: str = "chars", tokenizer: Any = None) -> RecursiveSplitter:
     """A splitter measuring in characters (`unit="chars"`) or in the tokens of
     `tokenizer` (`unit="tokens"`)."""
-    if unit == "chars":
+    if unit == ChunkUnit.CHARS:
         return RecursiveSplitter(chunk_size, chunk_overlap)
-    if unit == "tokens":
+    if unit == ChunkUnit.TOKENS:
         if tokenizer is None:
             raise ValueError("unit 'tokens' needs a tokenizer to count with")
         return RecursiveSplitter(chunk_size, chunk_overlap, token_length(tokenizer))

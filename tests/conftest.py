@@ -72,9 +72,8 @@ TEST_RAY_CPUS = 6
 def ray_local():
     import ray
 
-    from ingest.ray_runtime import ensure_ray
-
-    from services.gateway.serve_config import apply_serve_environment
+    from docent.ray_runtime import ensure_ray
+    from docent.serve_config import apply_serve_environment
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")

@@ -23,11 +23,13 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from clients.gateway_client import GatewayError
 from clients.slack import messages
 from clients.slack.gateway import AsyncGateway
 from clients.slack.reply import StreamingReply
+from docent.errors import UsageError
 from docent.settings import Settings, SlackSettings
-from services.gateway.client import GatewayError
+from docent.types import SlackMode
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ ASKING_SUBTYPES = {None, "file_share", "thread_broadcast"}  # DM messages that m
 SEEN_EVENTS = 1024  # message ids remembered, so that an event Slack delivers twice is answered once
 
 
-class MissingTokens(ValueError):
+class MissingTokens(UsageError, ValueError):
     """Environment variables the chosen mode needs are unset."""
 
 
@@ -52,7 +54,7 @@ class SlackTokens:
     def from_env(cls, slack: SlackSettings, environ: dict[str, str] | None = None) -> SlackTokens:
         """The tokens `slack.mode` needs, from the variables the settings name; MissingTokens names those unset."""
         env = os.environ if environ is None else environ
-        wanted = [slack.bot_token_env, slack.app_token_env if slack.mode == "socket" else slack.signing_secret_env]
+        wanted = [slack.bot_token_env, slack.app_token_env if slack.mode == SlackMode.SOCKET else slack.signing_secret_env]
         missing = [name for name in wanted if not env.get(name, "").strip()]
         if missing:
             raise MissingTokens(
@@ -139,7 +141,7 @@ class DocentBot:
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=messages.EMPTY_QUESTION)
                 return
             await self.answer(channel, thread_ts, question)
-        except Exception:  # noqa: BLE001 - Slack itself failed us; nothing left to tell the asker with
+        except Exception:
             log.exception("could not answer in channel %s", channel)
         finally:
             if task is not None:
@@ -179,7 +181,7 @@ class DocentBot:
             log.warning("no answer for a question in %s: %s", channel, exc.message)
             await reply.fail(messages.apology(exc.status, exc.message))
             return reply
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the asker hears about it
+        except Exception as exc:
             log.exception("answering in %s failed", channel)
             await reply.fail(messages.apology(500, str(exc)))
             return reply
@@ -205,7 +207,7 @@ class DocentBot:
         blocks = messages.thanks_blocks(message.get("blocks") or [], rating, user)
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=message.get("text") or "", blocks=blocks)
-        except Exception:  # noqa: BLE001 - the vote is recorded; say thanks privately instead
+        except Exception:
             log.warning("could not replace the feedback buttons in %s", channel, exc_info=True)
             if user:
                 await self._ephemeral(channel, user, message.get("thread_ts"), messages.THANKS)
@@ -213,7 +215,7 @@ class DocentBot:
     async def _ephemeral(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         try:
             await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=text)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.warning("could not send an ephemeral message in %s", channel, exc_info=True)
 
     async def wait_idle(self, timeout: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from services.gateway.client import GatewayError, error_of, parse_sse
+from clients.gateway_client import GatewayError, error_of, parse_sse
 
 TIMED_OUT = 408
 

@@ -60,7 +60,7 @@ class StreamingReply:
                 continue
             try:
                 await self._render(streaming=True)
-            except Exception:  # noqa: BLE001 - a failed update is retried with the next one
+            except Exception:
                 log.warning("could not update the answer in %s", self.channel, exc_info=True)
 
     async def _stop_ticker(self) -> None:
@@ -81,7 +81,7 @@ class StreamingReply:
             return
         try:
             await self._render(streaming=False)  # what was written, without the "writing…" line
-        except Exception:  # noqa: BLE001 - the apology matters more
+        except Exception:
             log.warning("could not show the partial answer in %s", self.channel, exc_info=True)
         await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=apology)
 

@@ -16,6 +16,7 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from clients.slack.bot import DocentBot, SlackTokens
 from docent.settings import Settings
+from docent.types import SlackMode
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class BotServer:
     def web_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
-        if self.mode == "http":
+        if self.mode == SlackMode.HTTP:
             app.router.add_post(EVENTS_PATH, self._events)
         return app
 
@@ -57,7 +58,7 @@ class BotServer:
 
     async def start(self) -> None:
         slack = self.settings.slack
-        if self.mode == "socket":
+        if self.mode == SlackMode.SOCKET:
             self.socket = AsyncSocketModeHandler(self.bot.app, self.tokens.app, web_client=self.bot.client)
             # The first URL asked for here: a rejected app token is an error now, not retries forever.
             self.socket.client.wss_uri = await self.socket.client.issue_new_wss_url()

@@ -41,6 +41,6 @@ def _read(data: bytes) -> tuple[list[str], str]:
         raise
     except DependencyError as exc:  # AES needs the optional `cryptography` package
         raise UnreadableDocument(f"encrypted PDF ({exc})"[:200]) from None
-    except Exception as exc:  # pypdf fails on damaged files in too many ways to list
+    except Exception as exc:  # noqa: BLE001 - pypdf fails on damaged files in too many ways to list
         raise UnreadableDocument(f"malformed PDF: {type(exc).__name__}: {exc}"[:200]) from None
     return pages, title.strip() if isinstance(title, str) else ""

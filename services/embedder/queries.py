@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from docent.embedding.model import Embedder, SentenceTransformerEmbedder, load_embedder
 from docent.settings import EmbeddingSettings
-from services.embedder.model import Embedder, SentenceTransformerEmbedder, load_embedder
+from docent.types import QueryBackend
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,12 @@ class QueryEmbedder:
     def _load(self, name: str) -> Embedder:
         model = load_embedder(self.settings.model_copy(update={"model": name}))
         backend = self.settings.query_backend
-        if backend == "torch" or not isinstance(model, SentenceTransformerEmbedder):
+        if backend == QueryBackend.TORCH or not isinstance(model, SentenceTransformerEmbedder):
             return model
-        from services.embedder.onnx import OnnxEmbedder
+        from docent.embedding.onnx import OnnxEmbedder
 
         try:
-            return OnnxEmbedder(model, self.onnx_dir, quantized=backend == "onnx-int8")
+            return OnnxEmbedder(model, self.onnx_dir, quantized=backend == QueryBackend.ONNX_INT8)
         except Exception as exc:  # noqa: BLE001 - any export failure leaves the PyTorch model, which works
             log.warning("embedding queries with PyTorch: %s does not run as ONNX (%s)", name, exc)
             return model

@@ -11,29 +11,36 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from docent.db import DatabaseError
+from docent.errors import DocentError
 from docent.observability import RequestIds
-from docent.store import IndexNotFound
-from docent.types import Answer, Fallback, FeedbackReceipt, FeedbackRequest, QueryOptions, QueryRequest, UnknownLLM
+from docent.types import (
+    Answer,
+    Fallback,
+    FeedbackReceipt,
+    FeedbackRequest,
+    Fusion,
+    QueryOptions,
+    QueryRequest,
+    RetrievalMode,
+    Strategy,
+)
 from services.gateway import widget
-from services.gateway.answer_log import UnknownAnswer
 from services.gateway.errors import ServiceError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pipeline import Prepared, QueryPipeline, RequestError, answer_of
 from services.gateway.policies import CacheLookup, Caller, GatewayPolicies
-from services.generator.generator import DoneEvent, FallbackEvent, GenerationFailed, TokenEvent
-from services.generator.llm import LLMFailure
-from services.retriever.lexical import LexicalIndexError
+from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +59,18 @@ rate-limited (429 with Retry-After). Repeated questions may be answered from the
 """
 
 
-def classify(exc: BaseException, retry_after: int) -> ServiceError | RequestError:
+def classify(exc: BaseException, retry_after: int) -> DocentError:
     """The client-facing form of a pipeline failure (Ray wraps remote errors; their cause decides).
 
-    A RequestError stays one: its handler answers 422 naming the field.
+    A DocentError says its own status; Serve's overload errors are 503s; anything else is a bug (500).
     """
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         exc = cause
-    if isinstance(exc, (ServiceError, RequestError)):
+    if isinstance(exc, DocentError):
+        if exc.http_status >= HTTPStatus.INTERNAL_SERVER_ERROR and not exc.retryable:
+            log.error("%s: %s", type(exc).__name__, exc)  # the operator's to fix: it goes to the log too
         return exc
-    if isinstance(exc, UnknownLLM):
-        return RequestError("options.llm", str(exc))
-    if isinstance(exc, IndexNotFound):
-        return ServiceError(404, str(exc))
-    if isinstance(exc, (DatabaseError, LexicalIndexError)):
-        return ServiceError(503, str(exc), retry_after)
-    if isinstance(exc, (GenerationFailed, LLMFailure)):
-        return ServiceError(502, str(exc))
     if type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
         return ServiceError(503, "the service is overloaded; try again shortly", retry_after)
     log.exception("unexpected failure", exc_info=exc)
@@ -136,15 +137,25 @@ Rater = Annotated[Caller, Depends(_caller_with("feedback", limited=False))]
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {**exc.headers, **({"Retry-After": str(exc.retry_after)} if exc.retry_after else {})}
-        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers or None)
+    @app.exception_handler(DocentError)
+    async def docent_error(request: Request, exc: DocentError) -> JSONResponse:
+        return error_response(request, exc)
 
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+
+def error_response(request: Request, exc: DocentError) -> JSONResponse:
+    """A DocentError as HTTP: its status and message; a request field's fault in FastAPI's 422 shape."""
+    if exc.field and exc.http_status == 422:
         where = ["body", *exc.field.split(".")] if request.method == "POST" else ["query", exc.field.split(".")[-1]]
         return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    headers = dict(getattr(exc, "headers", {}))
+    if exc.retryable:
+        headers["Retry-After"] = str(getattr(exc, "retry_after", None) or _retry_after(request))
+    return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers or None)
+
+
+def _retry_after(request: Request) -> int:
+    pipeline = request.app.state.pipeline
+    return pipeline.settings.serving.retry_after_s if pipeline is not None else 1
 
 
 class RequestMetrics:
@@ -213,17 +224,17 @@ def _add_routes(app: FastAPI) -> None:
         caller: Asker,
         query: Annotated[str, Query(description="the question")],
         index: str | None = None,
-        mode: Literal["semantic", "lexical", "hybrid"] | None = None,
+        mode: RetrievalMode | None = None,
         num_chunks: Annotated[int | None, Query(ge=1)] = None,
         lexical_k: Annotated[int | None, Query(ge=0)] = None,
-        fusion: Literal["reference", "rrf"] | None = None,
-        strategy: Literal["chunks", "sentence-window", "parent-section"] | None = None,
+        fusion: Fusion | None = None,
+        strategy: Strategy | None = None,
         rerank: bool | None = None,
         llm: str | None = None,
     ):
-        options = {k: v for k, v in dict(
-            mode=mode, num_chunks=num_chunks, lexical_k=lexical_k, fusion=fusion, strategy=strategy, rerank=rerank, llm=llm
-        ).items() if v is not None}
+        options = {k: v for k, v in {
+            "mode": mode, "num_chunks": num_chunks, "lexical_k": lexical_k, "fusion": fusion, "strategy": strategy, "rerank": rerank, "llm": llm
+        }.items() if v is not None}
         try:
             body = QueryRequest(query=query, index=index, options=QueryOptions(**options))
         except ValidationError as exc:
@@ -243,8 +254,6 @@ def _add_routes(app: FastAPI) -> None:
             raise RequestError("comment", f"the comment is {len(body.comment)} characters; at most {limit}")
         try:
             feedback_id = await policies.answers.add_feedback(body.answer_id, body.rating, body.comment, caller.key_name)
-        except UnknownAnswer as exc:
-            raise ServiceError(404, str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, policies.settings.serving.retry_after_s) from None
         metrics.feedback.labels(body.rating).inc()
@@ -361,5 +370,5 @@ async def _events(
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
         error = classify(exc, pipeline.settings.serving.retry_after_s)
         metrics.errors.labels("/stream", "midstream").inc()
-        status = error.status if isinstance(error, ServiceError) else 422
+        status = error.http_status
         yield sse("error", {"status": status, "message": str(error)})

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import OrderedDict
 from pathlib import Path
 
+from docent.cached_answers import answer_key
 from docent.settings import CacheSettings, Settings
+from docent.text import normalise_question
 from docent.types import Answer, QueryRequest
 from services.gateway.guarded_redis import GuardedRedis
 
 # What the answer to a question depends on, besides the index's contents and the request.
 _ANSWER_SHAPING_SETTINGS = {"embedding", "chunking", "lexical", "retrieval", "rerank", "router", "generation"}
-_TRAILING_PUNCTUATION = re.compile(r"[\s?!.]+$")
-
-
-def normalise_query(query: str) -> str:
-    """Case, spacing and trailing punctuation do not change what is asked."""
-    return _TRAILING_PUNCTUATION.sub("", " ".join(query.split()).casefold())
 
 
 def configuration_fingerprint(settings: Settings) -> str:
@@ -47,7 +42,7 @@ def _file_version(path: Path) -> list[float] | None:
 
 def cache_key(fingerprint: str, revision: int, request: QueryRequest) -> str:
     what = {
-        "query": normalise_query(request.query),
+        "query": normalise_question(request.query),
         "revision": revision,
         "options": request.options.model_dump(exclude_none=True),
         "configuration": fingerprint,
@@ -80,10 +75,6 @@ class LocalAnswerCache:
             self._entries.popitem(last=False)
 
 
-def _redis_key(prefix: str, index: str, key: str) -> str:
-    return f"{prefix}answer:{index}:{key}"
-
-
 class RedisAnswerCache:
     """Raises RedisDown when Redis cannot be used; the caller applies the failure policy."""
 
@@ -91,23 +82,9 @@ class RedisAnswerCache:
         self.redis, self.ttl_s = redis, settings.ttl_s
 
     async def get(self, index: str, key: str) -> Answer | None:
-        payload = await self.redis.call(lambda r: r.get(_redis_key(self.redis.prefix, index, key)))
+        payload = await self.redis.call(lambda r: r.get(answer_key(self.redis.prefix, index, key)))
         return Answer.model_validate_json(payload) if payload else None
 
     async def put(self, index: str, key: str, answer: Answer) -> None:
         payload = answer.model_dump_json()
-        await self.redis.call(lambda r: r.set(_redis_key(self.redis.prefix, index, key), payload, ex=self.ttl_s))
-
-
-def forget_index_answers(settings: Settings, index: str) -> int:
-    """Delete the index's cached answers from Redis (after its contents changed); returns how many."""
-    if not settings.redis_url:
-        return 0
-    import redis
-
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        keys = list(client.scan_iter(match=_redis_key(settings.gateway.key_prefix, index, "*"), count=1000))
-        return client.unlink(*keys) if keys else 0
-    finally:
-        client.close()
+        await self.redis.call(lambda r: r.set(answer_key(self.redis.prefix, index, key), payload, ex=self.ttl_s))

@@ -1,6 +1,6 @@
 """The Serve application: the gateway ingress composed with the five stage deployments.
 
-`serve run config/serve.yaml` (or `docent serve`) calls `build_app` with the config's
+`serve run services/gateway/serve.yaml` (or `docent serve`) calls `build_app` with the config's
 `args`: `settings` names a docent YAML settings file, any other key overrides a setting
 (`index: ray-docs`, `retrieval: {num_chunks: 5}`).
 """
@@ -19,7 +19,7 @@ from docent.settings import Settings, load_settings
 from services.embedder.deployment import EmbedderDeployment
 from services.gateway.app import create_app
 from services.gateway.pipeline import QueryPipeline
-from services.gateway.stages import RemoteStage
+from services.gateway.stages import RemoteGenerator, RemoteReranker, RemoteRetriever, RemoteRouter
 from services.generator.deployment import GeneratorDeployment
 from services.reranker.deployment import RerankerDeployment
 from services.retriever.deployment import RetrieverDeployment
@@ -39,8 +39,9 @@ class Gateway:
     ):
         send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         configure_tracing(settings.serving.otlp_traces_endpoint)
-        stages = [RemoteStage(handle) for handle in (retriever, reranker, router, generator)]
-        self.pipeline = QueryPipeline(settings, *stages)
+        self.pipeline = QueryPipeline(
+            settings, RemoteRetriever(retriever), RemoteReranker(reranker), RemoteRouter(router), RemoteGenerator(generator)
+        )
 
     def __serve_build_asgi_app__(self):
         """The FastAPI app, built in the replica around its own pipeline."""

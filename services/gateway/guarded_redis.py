@@ -15,13 +15,14 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from docent.errors import Unavailable
 from docent.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class RedisDown(RuntimeError):
+class RedisDown(Unavailable, RuntimeError):
     """Redis could not be used just now; the message says why."""
 
 
@@ -46,7 +47,7 @@ class GuardedRedis:
             raise RedisDown(self._failure)
         try:
             result = await asyncio.wait_for(operation(self.client), self.timeout_s)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._record_failure(exc)
             raise RedisDown(self._failure) from exc
         if self._failed_at is not None:

@@ -15,6 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
+from docent.errors import UsageError
+
 SCOPES = ("query", "feedback")  # query: /query and /stream; feedback: /feedback
 KEY_PREFIX = "dk"
 _PREFIX_BYTES = 4  # 8 hex characters: enough to find a row, too few to guess a key
@@ -23,7 +25,7 @@ _LAST_USED_RESOLUTION_S = 60  # last_used_at is kept to the minute: a write per 
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(UsageError, ValueError):
     """An operator's mistake with keys (a duplicate name, an unknown scope or key)."""
 
 

@@ -8,7 +8,7 @@ from docent.observability import configure_tracing
 from docent.settings import Settings
 from services.embedder.queries import QueryEmbedder
 from services.gateway.pipeline import QueryPipeline
-from services.gateway.stages import LocalStage
+from services.gateway.stages import LocalGenerator
 from services.generator.extractive import load_extractive
 from services.generator.generator import Generator
 from services.reranker.service import RerankerService
@@ -25,8 +25,7 @@ async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> Qu
     retriever = RetrieverService(settings, embedder.embed_query)
     await retriever.start()
     generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
-    stages = [LocalStage(s) for s in (retriever, RerankerService(settings), RouterService(settings), generator)]
-    pipeline = QueryPipeline(settings, *stages)
+    pipeline = QueryPipeline(settings, retriever, RerankerService(settings), RouterService(settings), LocalGenerator(generator))
     if wait_ready:
         task = retriever.loading.get(settings.index_name)
         if task is not None:

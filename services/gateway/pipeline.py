@@ -14,15 +14,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from docent.errors import UsageError
+from docent.llm import require_llm
 from docent.observability import current_request_id, new_request_id, tracer
 from docent.settings import Settings
-from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, UnknownLLM, Usage
+from docent.tags import TagPrediction
+from docent.text import page_section_title
+from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, Usage
+from services.gateway.stages import GeneratorStage, RerankerStage, RetrieverStage, RouterStage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
-from services.reranker.tags import rerank
+from services.reranker.rerank import rerank
 from services.router.router import choose_llm
 
 
-class RequestError(ValueError):
+class RequestError(UsageError, ValueError):
     """A request the settings do not allow; `field` names what to fix."""
 
     def __init__(self, field: str, message: str):
@@ -52,14 +57,9 @@ class Prepared:
     @property
     def sources(self) -> list[Source]:
         return [
-            Source(number=n, source=h.source, title=_title(h), text=h.text, score=h.score, similarity=h.similarity)
+            Source(number=n, source=h.source, title=page_section_title(h.page_title, h.section_title), text=h.text, score=h.score, similarity=h.similarity)
             for n, h in enumerate(self.hits, start=1)
         ]
-
-
-def _title(hit: SearchHit) -> str:
-    titles = [t for t in (hit.page_title, hit.section_title) if t]
-    return " > ".join(dict.fromkeys(titles))
 
 
 def _generate_attributes(prepared: Prepared) -> dict[str, Any]:
@@ -74,7 +74,14 @@ def _ms_since(started: float) -> float:
 
 
 class QueryPipeline:
-    def __init__(self, settings: Settings, retriever: Any, reranker: Any, router: Any, generator: Any):
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: RetrieverStage,
+        reranker: RerankerStage,
+        router: RouterStage,
+        generator: GeneratorStage,
+    ):
         self.settings = settings
         self.retriever, self.reranker, self.router, self.generator = retriever, reranker, router, generator
         self.llm_names = [llm.name for llm in settings.generation.llms]
@@ -88,8 +95,8 @@ class QueryPipeline:
         if chunks is not None and chunks > serving.max_num_chunks:
             raise RequestError("options.num_chunks", f"num_chunks is {chunks}; at most {serving.max_num_chunks}")
         llm = request.options.llm
-        if llm is not None and llm != EXTRACTIVE_LLM and llm not in self.llm_names:
-            raise RequestError("options.llm", str(UnknownLLM(llm, [*self.llm_names, EXTRACTIVE_LLM])))
+        if llm is not None:
+            require_llm(llm, [*self.llm_names, EXTRACTIVE_LLM])  # UnknownLLM: a 422 naming options.llm
 
     async def prepare(self, request: QueryRequest) -> Prepared:
         self.validate(request)
@@ -132,7 +139,7 @@ class QueryPipeline:
             started = time.perf_counter()
             return await call, (time.perf_counter() - started) * 1000
 
-    async def _predict_tag(self, request: QueryRequest):
+    async def _predict_tag(self, request: QueryRequest) -> TagPrediction | None:
         if request.options.rerank is False or not await self._reranker_enabled():
             return None
         return await self.reranker.predict(request.query)
@@ -150,7 +157,9 @@ class QueryPipeline:
             return await self.router.route(request.query, None)
         return choose_llm(None, self.llm_names, g.oss_llm, g.strong_llm, request.options.llm)
 
-    async def _rerank(self, request: QueryRequest, hits: list[SearchHit], prediction) -> list[SearchHit]:
+    async def _rerank(
+        self, request: QueryRequest, hits: list[SearchHit], prediction: TagPrediction | None
+    ) -> list[SearchHit]:
         if request.options.rerank is False:
             return hits
         settings = self.settings.rerank
@@ -167,8 +176,7 @@ class QueryPipeline:
         # Not made current: a context attached across an async generator's yields cannot be detached cleanly.
         span = tracer().start_span("docent.generate", attributes=_generate_attributes(prepared))
         try:
-            async for item in self.generator.stream("generate", prepared.question, prepared.hits, prepared.route.llm):
-                batch = item if isinstance(item, list) else [item]  # a deployment batches; a local generator does not
+            async for batch in self.generator.batches(prepared.question, prepared.hits, prepared.route.llm):
                 for event in batch:
                     if isinstance(event, DoneEvent):
                         prepared.timings_ms["generate"] = _ms_since(started)

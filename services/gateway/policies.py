@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from docent.answers import AnswerStore, Database
 from docent.settings import Settings
-from docent.types import Answer, QueryRequest
-from services.gateway.answer_log import AnswerLog, Database
+from docent.types import Answer, QueryRequest, RedisFailure
 from services.gateway.cache import LocalAnswerCache, RedisAnswerCache, cache_key, configuration_fingerprint
 from services.gateway.errors import ServiceError
 from services.gateway.guarded_redis import GuardedRedis, RedisDown
@@ -63,7 +63,7 @@ class GatewayPolicies:
         )
         self.cache = RedisAnswerCache(self.redis, gateway.cache) if self.redis else LocalAnswerCache(gateway.cache)
         self.database = Database(settings)
-        self.answers = AnswerLog(self.database, gateway.answer_retention_days)
+        self.answers = AnswerStore(self.database, gateway.answer_retention_days)
         self.fingerprint = configuration_fingerprint(settings)
 
     # --- keys -------------------------------------------------------------------------
@@ -106,7 +106,7 @@ class GatewayPolicies:
 
     def _redis_failed(self, exc: RedisDown, what: str) -> None:
         """Fail open (go on without `what`) or closed (refuse), as configured."""
-        if self.settings.gateway.redis_failure == "closed":
+        if self.settings.gateway.redis_failure == RedisFailure.CLOSED:
             raise ServiceError(503, f"{what} unavailable ({exc}); try again shortly", self.settings.serving.retry_after_s)
 
     # --- cache ------------------------------------------------------------------------
@@ -165,7 +165,7 @@ class GatewayPolicies:
         problem = await self.redis.ping()
         if problem is None:
             return {}, {}
-        if self.settings.gateway.redis_failure == "closed":
+        if self.settings.gateway.redis_failure == RedisFailure.CLOSED:
             return {"redis": problem}, {}
         return {}, {"redis": f"{problem}; answering without cache and rate limits"}
 

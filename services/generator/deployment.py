@@ -29,7 +29,7 @@ class GeneratorDeployment:
             "docent_generate_seconds", "Time to the whole answer by LLM", list(LATENCY_BUCKETS), tag_keys=("llm",)
         )
 
-    async def generate(self, question: str, hits: list[SearchHit], llm: str) -> AsyncIterator[list[GenerationEvent]]:
+    async def batches(self, question: str, hits: list[SearchHit], llm: str) -> AsyncIterator[list[GenerationEvent]]:
         """The generator's events in batches: whatever is ready goes as one item.
 
         Every streamed item costs a message between processes; an extractive answer (all

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from docent.embedding.model import Embedder
 from docent.settings import EmbeddingSettings, GenerationSettings
-from docent.types import SearchHit
-from services.embedder.model import Embedder
+from docent.types import ExtractiveEmbedding, SearchHit
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n{2,}")
 _MIN_SENTENCE_CHARS = 25
@@ -41,8 +41,7 @@ class ExtractiveAnswer:
 
     def tokens(self) -> Iterator[str]:
         """The answer in word-sized pieces, streamed like an LLM's tokens."""
-        for piece in re.findall(r"\S+\s*", self.text):
-            yield piece
+        yield from re.findall(r"\S+\s*", self.text)
 
 
 def split_sentences(hits: Sequence[SearchHit]) -> list[Sentence]:
@@ -89,9 +88,9 @@ class ExtractiveGenerator:
 
 def load_extractive(embedding: EmbeddingSettings, generation: GenerationSettings) -> ExtractiveGenerator:
     """The extractive generator with the sentence vectors the settings ask for."""
-    from services.embedder.model import SentenceTransformerEmbedder, StaticTokenEmbedder, load_embedder
+    from docent.embedding.model import SentenceTransformerEmbedder, StaticTokenEmbedder, load_embedder
 
     model = load_embedder(embedding)
-    if generation.extractive_embedding == "static" and isinstance(model, SentenceTransformerEmbedder):
+    if generation.extractive_embedding == ExtractiveEmbedding.STATIC and isinstance(model, SentenceTransformerEmbedder):
         model = StaticTokenEmbedder(model)
     return ExtractiveGenerator(model, generation.extractive_sentences, generation.extractive_relevance_weight)

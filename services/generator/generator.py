@@ -14,13 +14,14 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from docent.errors import UpstreamFailure
+from docent.llm import LLMClient, LLMFailure, open_llm, require_llm
 from docent.settings import GenerationSettings, LLMSettings
+from docent.tokenizer import Tokenizer, load_tokenizer
 from docent.types import EXTRACTIVE_LLM as EXTRACTIVE
-from docent.types import Fallback, SearchHit, UnknownLLM, Usage
+from docent.types import Fallback, SearchHit, Usage
 from services.generator.extractive import ExtractiveGenerator
-from services.generator.llm import LLMClient, LLMFailure
 from services.generator.prompt import build_messages
-from services.generator.tokenizer import Tokenizer, load_tokenizer
 
 NO_PASSAGE_ANSWER = "No passage of the documentation relevant to this question was found."
 _PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
@@ -50,7 +51,7 @@ class DoneEvent:
 GenerationEvent = TokenEvent | FallbackEvent | DoneEvent
 
 
-class GenerationFailed(RuntimeError):
+class GenerationFailed(UpstreamFailure, RuntimeError):
     """Every LLM of the chain failed; `failures` says why, in order."""
 
     def __init__(self, failures: Sequence[Fallback]):
@@ -88,8 +89,7 @@ class Generator:
 
     def chain(self, chosen: str) -> list[str]:
         """`chosen`, then its fallbacks without repeats, then `extractive` when it may answer."""
-        if chosen not in self.known_names:
-            raise UnknownLLM(chosen, list(self.known_names))
+        require_llm(chosen, self.known_names)
         if chosen == EXTRACTIVE:
             return [EXTRACTIVE]
         fallbacks = self.settings.fallback if self.settings.fallback is not None else self.llm_names
@@ -176,7 +176,7 @@ class Generator:
 
     def _client(self, name: str) -> LLMClient:
         if name not in self._clients:
-            self._clients[name] = LLMClient(self._llms[name], self.settings.temperature, self._tokenizer(name))
+            self._clients[name] = open_llm(self._llms[name], self.settings.temperature, self._tokenizer(name))
         return self._clients[name]
 
     def _check_fallback_names(self) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from docent.text import page_section_title
+from docent.tokenizer import Tokenizer
 from docent.types import SearchHit
-from services.generator.tokenizer import Tokenizer
 
 # A cut source shorter than this is mostly its header and a broken sentence: not worth its tokens.
 MIN_TRUNCATED_SOURCE_TOKENS = 20
@@ -28,10 +29,7 @@ class PromptBuild:
 
 def source_header(number: int, hit: SearchHit) -> str:
     """`[n] Page > Section (url)`, without a title repeated or missing."""
-    titles = [t for t in (hit.page_title, hit.section_title) if t]
-    if len(titles) == 2 and titles[0] == titles[1]:
-        titles = titles[:1]
-    heading = " > ".join(titles)
+    heading = page_section_title(hit.page_title, hit.section_title)
     return f"[{number}] {heading} ({hit.source})" if heading else f"[{number}] {hit.source}"
 
 

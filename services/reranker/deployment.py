@@ -6,9 +6,9 @@ from ray import serve
 
 from docent.observability import send_logs_to_serve
 from docent.settings import Settings
+from docent.tags import TagPrediction
 from docent.types import SearchHit
 from services.reranker.service import RerankerService
-from services.reranker.tags import TagPrediction
 
 
 @serve.deployment(name="reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})

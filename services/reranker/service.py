@@ -9,8 +9,9 @@ from pathlib import Path
 
 from docent.linear_text import ArtifactError
 from docent.settings import Settings
+from docent.tags import TagClassifier, TagPrediction
 from docent.types import SearchHit
-from services.reranker.tags import TagClassifier, TagPrediction, rerank
+from services.reranker.rerank import rerank
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,6 @@ def _load_cross_encoder(model: str | None):
         return None
     from sentence_transformers import CrossEncoder
 
-    from services.embedder.model import resolve_model_path
+    from docent.embedding.model import resolve_model_path
 
     return CrossEncoder(resolve_model_path(model))

@@ -30,9 +30,7 @@ class RetrieverDeployment:
     async def search(self, query: str, index: str | None, options: QueryOptions) -> RetrievalResult:
         started = time.perf_counter()
         result = await self.service.search(query, index, options)
-        retrieval = self.service.settings.retrieval
-        tags = {"mode": options.mode or retrieval.mode, "strategy": options.strategy or retrieval.strategy}
-        self.latency.observe(time.perf_counter() - started, tags=tags)
+        self.latency.observe(time.perf_counter() - started, tags={"mode": result.mode, "strategy": result.strategy})
         return result
 
     async def ready(self) -> dict[str, str]:

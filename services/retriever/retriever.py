@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import asyncpg
 import numpy as np
 
+from docent.lexical import LexicalIndex, LexicalIndexError
+from docent.sections import around, join_pieces
 from docent.settings import LexicalSettings, RetrievalSettings
 from docent.store import IndexRecord, IndexStore
-from docent.types import SearchHit, page_of
-from services.retriever.context import around, join_pieces
+from docent.types import Fusion, LexicalBackend, QueryOptions, RetrievalMode, SearchHit, Strategy, page_of
 from services.retriever.fusion import Ranked, insert_lexical, limit_per_page, reciprocal_rank_fusion
-from services.retriever.lexical import LexicalIndex, LexicalIndexError
-
-Mode = Literal["semantic", "lexical", "hybrid"]
-Strategy = Literal["chunks", "sentence-window", "parent-section"]
 
 
 class LexicalIndexMissing(LexicalIndexError):
@@ -27,11 +23,28 @@ class LexicalIndexMissing(LexicalIndexError):
 class RetrievalRequest:
     query: str
     vector: np.ndarray | None
-    mode: Mode
+    mode: RetrievalMode
     k: int
     lexical_k: int
-    strategy: Strategy = "chunks"
-    fusion: Literal["reference", "rrf"] | None = None  # None: the settings' fusion
+    strategy: Strategy = Strategy.CHUNKS
+    fusion: Fusion | None = None  # None: the settings' fusion
+
+    @classmethod
+    def resolve(cls, query: str, options: QueryOptions, settings: RetrievalSettings) -> RetrievalRequest:
+        """The one place a request's options are laid over the retrieval settings."""
+
+        def pick(asked, default):
+            return default if asked is None else asked
+
+        return cls(
+            query=query,
+            vector=None,
+            mode=pick(options.mode, settings.mode),
+            k=pick(options.num_chunks, settings.num_chunks),
+            lexical_k=pick(options.lexical_k, settings.lexical_k),
+            strategy=pick(options.strategy, settings.strategy),
+            fusion=options.fusion,
+        )
 
 
 class Retriever:
@@ -50,7 +63,7 @@ class Retriever:
     @classmethod
     async def load(
         cls, pool: asyncpg.Pool, index: IndexRecord, settings: RetrievalSettings, lexical: LexicalSettings, ef_search: int
-    ) -> "Retriever":
+    ) -> Retriever:
         async with pool.acquire() as conn:
             revision = await IndexStore(conn).revision(index)
         return cls(pool, index, await load_lexical_index(pool, index, lexical), settings, ef_search, revision)
@@ -60,7 +73,7 @@ class Retriever:
 
     def lexical_ranking(self, request: RetrievalRequest) -> Ranked:
         """BM25 candidates; CPU only, so it can run while the query's vector is computed elsewhere."""
-        if request.mode not in ("lexical", "hybrid"):
+        if request.mode not in (RetrievalMode.LEXICAL, RetrievalMode.HYBRID):
             return []
         if self.lexical is None:
             raise LexicalIndexMissing(f"index {self.index.config.name!r} has no BM25 index yet: re-run `docent ingest`")
@@ -73,7 +86,7 @@ class Retriever:
         semantic: Ranked = []
         async with self.pool.acquire() as conn:
             store = IndexStore(conn)
-            if request.mode in ("semantic", "hybrid"):
+            if request.mode in (RetrievalMode.SEMANTIC, RetrievalMode.HYBRID):
                 if request.vector is None:
                     raise ValueError("semantic retrieval needs the query's vector")
                 semantic = await store.semantic_search(self.index, request.vector, candidates, self.ef_search)
@@ -101,9 +114,9 @@ class Retriever:
         """Each hit's text: the chunk itself, or widened to its neighbours or its section."""
         if strategy == "chunks":
             return {chunk_id: chunks[chunk_id].text for chunk_id, _ in ranked}
-        window = self.settings.window if strategy == "sentence-window" else None
+        window = self.settings.window if strategy == Strategy.SENTENCE_WINDOW else None
         sections = await store.section_context(self.index, [chunk_id for chunk_id, _ in ranked], window)
-        budget = self.settings.section_budget if strategy == "parent-section" else None
+        budget = self.settings.section_budget if strategy == Strategy.PARENT_SECTION else None
         texts = {}
         for chunk_id, _ in ranked:
             pieces, position = sections[chunk_id]
@@ -112,7 +125,7 @@ class Retriever:
 
     def _combine(self, semantic: Ranked, lexical: Ranked, request: RetrievalRequest, page) -> Ranked:
         per_page = self.settings.max_chunks_per_page
-        if request.mode == "semantic":
+        if request.mode == RetrievalMode.SEMANTIC:
             return limit_per_page(semantic, page, per_page, request.k)
         if request.mode == "lexical":
             return limit_per_page(lexical, page, per_page, request.k)
@@ -132,7 +145,7 @@ async def load_lexical_index(pool: asyncpg.Pool, index: IndexRecord, settings: L
     """The persisted BM25 index (bm25s), or one built now for the rank-bm25 backend."""
     async with pool.acquire() as conn:
         store = IndexStore(conn)
-        if settings.backend == "rank-bm25":
+        if settings.backend == LexicalBackend.RANK_BM25:
             ids, chunks = await store.chunk_texts(index)
             texts = [c.embedding_text if index.config.include_titles else c.text for c in chunks]
             return LexicalIndex.build(ids, texts, settings)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from docent.db import create_pool
+from docent.embedding.model import Embedder, load_embedder
 from docent.settings import Settings
 from docent.store import IndexRecord, IndexStore
-from docent.types import SearchHit
-from services.embedder.model import Embedder, load_embedder
+from docent.types import QueryOptions, RetrievalMode, SearchHit, Strategy
 from services.retriever.retriever import RetrievalRequest, Retriever
 
 
@@ -25,7 +25,7 @@ class LocalSearch:
     settings: Settings
 
     @classmethod
-    async def open(cls, settings: Settings) -> "LocalSearch":
+    async def open(cls, settings: Settings) -> LocalSearch:
         pool = await create_pool(settings)
         try:
             async with pool.acquire() as conn:
@@ -43,24 +43,15 @@ class LocalSearch:
         self,
         query: str,
         *,
-        mode: str | None = None,
+        mode: RetrievalMode | None = None,
         k: int | None = None,
         lexical_k: int | None = None,
-        strategy: str | None = None,
+        strategy: Strategy | None = None,
     ) -> list[SearchHit]:
-        retrieval = self.settings.retrieval
-        mode = mode or retrieval.mode
-        vector = None
-        if mode != "lexical":
-            vector = self.embedder.embed([self.settings.embedding.query_prefix + query])[0]
-        request = RetrievalRequest(
-            query=query,
-            vector=vector,
-            mode=mode,
-            k=retrieval.num_chunks if k is None else k,
-            lexical_k=retrieval.lexical_k if lexical_k is None else lexical_k,
-            strategy=strategy or retrieval.strategy,
-        )
+        options = QueryOptions(mode=mode, num_chunks=k, lexical_k=lexical_k, strategy=strategy)
+        request = RetrievalRequest.resolve(query, options, self.settings.retrieval)
+        if request.mode != RetrievalMode.LEXICAL:
+            request.vector = self.embedder.embed([self.settings.embedding.query_prefix + query])[0]
         return await self.retriever.search(request)
 
     async def close(self) -> None:

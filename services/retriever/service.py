@@ -19,7 +19,7 @@ import numpy as np
 from docent.db import CONNECTION_ERRORS, DatabaseError, DatabaseUnavailable, create_pool
 from docent.settings import Settings
 from docent.store import IndexStore
-from docent.types import QueryOptions, SearchHit
+from docent.types import QueryOptions, RetrievalMode, SearchHit, Strategy
 from services.retriever.retriever import RetrievalRequest, Retriever
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class RetrievalResult:
     index: str
     hits: list[SearchHit]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: RetrievalMode = RetrievalMode.HYBRID  # as resolved for this request
+    strategy: Strategy = Strategy.CHUNKS
 
 
 class RetrieverService:
@@ -99,10 +101,10 @@ class RetrieverService:
     async def search(self, query: str, index: str | None, options: QueryOptions) -> RetrievalResult:
         name = index or self.settings.index_name
         retriever = await self.retriever(name)
-        request = self._request(query, options)
+        request = RetrievalRequest.resolve(query, options, self.settings.retrieval)
         started = time.perf_counter()
         vector_task = None
-        if request.mode != "lexical":
+        if request.mode != RetrievalMode.LEXICAL:
             vector_task = asyncio.ensure_future(self.embed(query, retriever.index.config.embedding_model))
         try:
             lexical = retriever.lexical_ranking(request)
@@ -117,19 +119,8 @@ class RetrieverService:
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
-        return RetrievalResult(name, hits, {"embed": embed_ms, "retrieve": (time.perf_counter() - searched) * 1000})
-
-    def _request(self, query: str, options: QueryOptions) -> RetrievalRequest:
-        defaults = self.settings.retrieval
-        return RetrievalRequest(
-            query=query,
-            vector=None,
-            mode=options.mode or defaults.mode,
-            k=options.num_chunks or defaults.num_chunks,
-            lexical_k=defaults.lexical_k if options.lexical_k is None else options.lexical_k,
-            strategy=options.strategy or defaults.strategy,
-            fusion=options.fusion,
-        )
+        timings = {"embed": embed_ms, "retrieve": (time.perf_counter() - searched) * 1000}
+        return RetrievalResult(name, hits, timings, request.mode, request.strategy)
 
     async def ready(self) -> dict[str, str]:
         """What stands between this service and answering: empty when nothing does."""

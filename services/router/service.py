@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from docent.linear_text import ArtifactError
+from docent.routing import Router
 from docent.settings import Settings
 from docent.types import Route
-from services.router.router import Router, choose_llm
+from services.router.router import choose_llm
 
 log = logging.getLogger(__name__)
 

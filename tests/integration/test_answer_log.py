@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
+from docent.answers import AnswerStore, Database, UnknownAnswer
 from docent.settings import Settings
 from docent.types import Answer, Route, Source, Usage
-from services.gateway.answer_log import AnswerLog, Database, UnknownAnswer
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _answer() -> Answer:
 
 async def test_answers_and_their_feedback_are_deleted_after_the_retention_period():
     database = Database(Settings())
-    log = AnswerLog(database, RETENTION_DAYS)
+    log = AnswerStore(database, RETENTION_DAYS)
     try:
         old, recent = _answer(), _answer()
         await log.record(old, "team-a")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from docent.datasets import EvalSetError
 from docent.settings import Settings
-from evaluation.retrieval import EvalSetError
 from evaluation.runner import CONFIG_FILE, EVALUATION_FILE, RESPONSES_FILE, load_references, open_eval_set, run_eval
 from ingest.pipeline import run_ingest
 from tests.conftest import FIXTURES, ROOT
@@ -107,8 +107,8 @@ async def test_a_run_resumes_where_it_stopped_and_scores_all_and_in_corpus(orbit
 
 
 def _docent(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "docent", "eval", "run", *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    command = [sys.executable, "-m", "cli", "eval", "run", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
 def test_the_cli_continues_a_run_asking_only_what_failed_and_prints_json(orbit):
@@ -127,7 +127,7 @@ def test_the_cli_continues_a_run_asking_only_what_failed_and_prints_json(orbit):
 
 
 def test_the_cli_names_bad_inputs_without_a_traceback(orbit, tmp_path):
-    settings, work = orbit
+    settings, _work = orbit
     missing = _docent("--eval", str(tmp_path / "nope.jsonl"), "--index", settings.index_name)
     assert missing.returncode == 2 and "eval set not found" in missing.stderr and "Traceback" not in missing.stderr
 

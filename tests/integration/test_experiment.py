@@ -129,8 +129,8 @@ def test_a_rerun_reuses_finished_trials(experiment):
 
 
 def _docent(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "docent", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
     done.stderr = " ".join(done.stderr.split())  # messages are wrapped to the terminal's width
     return done
 

@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from docent.db import connect
+from docent.embedding.model import load_embedder, resolve_model_path
 from docent.settings import EmbeddingSettings, Settings
 from docent.store import IndexStore
 from ingest.pipeline import run_ingest
-from services.embedder.finetune import (
+from tests.conftest import FIXTURES, ROOT
+from training.embeddings import (
     MANIFEST,
     FinetuneError,
     check_out_dir,
@@ -28,8 +30,6 @@ from services.embedder.finetune import (
     load_training_pairs,
     split_pairs,
 )
-from services.embedder.model import load_embedder, resolve_model_path
-from tests.conftest import FIXTURES, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_the_cli_trains_and_refuses_bad_input_in_one_line(orbit, tmp_path):
     settings, work = orbit
     out = tmp_path / "cli"
     env = {**os.environ, "DOCENT_EMBEDDING__MAX_SEQ_LENGTH": "64"}
-    command = [sys.executable, "-m", "docent", "finetune", "embeddings", "--data", str(work / "golden.jsonl"),
+    command = [sys.executable, "-m", "cli", "finetune", "embeddings", "--data", str(work / "golden.jsonl"),
                "--index", settings.index_name, "--batch-size", "4", "--validation-fraction", "0.25", "--sample", "16"]
     done = subprocess.run([*command, "--out", str(out), "--mode", "embedding-layer", "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

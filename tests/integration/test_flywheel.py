@@ -20,10 +20,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from docent.cli import app
+from cli.main import app
 from docent.db import connect
 from docent.settings import Settings
-from evaluation.flywheel import FlywheelError, docs_area, normalise_question, parse_since
+from docent.text import normalise_question
+from evaluation.flywheel import FlywheelError, docs_area, parse_since
 from evaluation.runner import open_eval_set
 
 pytestmark = pytest.mark.integration

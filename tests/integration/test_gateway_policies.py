@@ -11,9 +11,9 @@ import uuid
 import httpx
 import pytest
 
+from clients.gateway_client import parse_sse
 from docent.db import connect
 from docent.settings import Settings
-from services.gateway.client import parse_sse
 from services.gateway.keys import create_key
 from tests.gateway_fixtures import answering_llms, serve_docent, start_redis
 

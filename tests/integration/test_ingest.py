@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from docent.db import connect
+from docent.errors import SourceError
 from docent.settings import Settings
 from docent.store import IndexBusy, IndexMismatch, IndexStore
 from ingest.pipeline import run_ingest
-from ingest.errors import SourceError
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_a_different_configuration_for_an_existing_index_is_refused(ray_local, s
 def test_a_model_of_another_dimension_is_refused_with_the_way_out(ray_local, settings, docs_tree, tmp_path):
     from sentence_transformers import SentenceTransformer, models
 
-    from services.embedder.model import resolve_model_path
+    from docent.embedding.model import resolve_model_path
 
     base = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
     projected = SentenceTransformer(modules=[*base, models.Dense(384, 128)], device="cpu")
@@ -212,7 +212,7 @@ def _write_many_docs(root: Path, count: int) -> None:
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "docent", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
@@ -256,7 +256,7 @@ def test_a_killed_run_resumes_to_the_same_chunks_as_a_clean_run(ray_local, index
     run_ingest(docs, clean)
 
     assert resumed.files_unchanged >= written - 1 and resumed.files_read <= 80 - written + 1
-    strip_ids = lambda chunks: {key: (text, source) for key, (_, text, source) in chunks.items()}  # noqa: E731
+    strip_ids = lambda chunks: {key: (text, source) for key, (_, text, source) in chunks.items()}
     assert strip_ids(snapshot(killed)) == strip_ids(snapshot(clean))
     state = index_state(killed)
     assert state["duplicates"] == 0 and state["hnsw"] and state["lexical_revision"] == state["revision"]
@@ -327,7 +327,7 @@ def test_a_second_writer_on_the_same_index_is_refused(ray_local, settings, docs_
 def test_token_sized_chunks_fit_the_limit(ray_local, index_name, docs_tree):
     from transformers import AutoTokenizer
 
-    from services.embedder.model import resolve_model_path
+    from docent.embedding.model import resolve_model_path
 
     settings = Settings(index=index_name, chunking={"chunk_size": 24, "chunk_overlap": 4, "unit": "tokens"})
     report = run_ingest(docs_tree, settings, base_url=BASE_URL)

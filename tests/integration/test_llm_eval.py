@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from docent.datasets import EvalSetError
 from docent.settings import LLMSettings, Settings
+from docent.tokenizer import load_tokenizer
 from evaluation.golden import (
     Candidate,
     deduplicate,
@@ -26,7 +28,6 @@ from evaluation.judge import JUDGE_SYSTEM_PROMPT
 from evaluation.metrics import RAGAS_METRICS, cosine_similarity
 from evaluation.ragas import RagasScorer, average_precision
 from evaluation.references import PROMPT_MARGIN_TOKENS, REFERENCE_PROMPT, generate_references
-from evaluation.retrieval import EvalSetError
 from evaluation.runner import (
     EVALUATION_FILE,
     RAGAS_FILE,
@@ -35,7 +36,6 @@ from evaluation.runner import (
     open_eval_set,
     run_eval,
 )
-from services.generator.tokenizer import load_tokenizer
 from tests.conftest import FIXTURES, ROOT, require
 from tests.integration.test_eval_run import BASE_URL, MISSING_PAGE, QUESTIONS, RETRIES
 from tests.llm_server import GOLDEN_KINDS, golden_kind, relevancy_questions, supported
@@ -58,7 +58,7 @@ def _llm(server, model: str, **overrides) -> LLMSettings:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from services.embedder.model import load_embedder
+    from docent.embedding.model import load_embedder
 
     return load_embedder(Settings().embedding)
 
@@ -88,7 +88,7 @@ def orbit(ray_local, tmp_path_factory, llm_server) -> tuple[Settings, Path]:
 
 
 def _docent(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "docent", "--config", str(work / "docent.yaml"), "eval", *args]
+    command = [sys.executable, "-m", "cli", "--config", str(work / "docent.yaml"), "eval", *args]
     return subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -219,7 +219,7 @@ def test_the_cli_grades_with_ragas_and_refuses_ragas_without_a_judge(orbit, llm_
     every = report["aggregates"]["all"]
     assert every["questions"] == 4 and every["faithfulness"] == 1.0 and every["ragas_unscored"] == 0
 
-    bare = subprocess.run([sys.executable, "-m", "docent", "eval", "run", "--eval", str(tmp_path / "eval.jsonl"),
+    bare = subprocess.run([sys.executable, "-m", "cli", "eval", "run", "--eval", str(tmp_path / "eval.jsonl"),
                            "--ragas"], check=False, cwd=ROOT, capture_output=True, text=True)
     assert bare.returncode == 2 and "--ragas needs a judge LLM" in bare.stderr and "Traceback" not in bare.stderr
 
@@ -341,9 +341,9 @@ def test_duplicates_are_exact_after_normalising_or_similar_by_token_jaccard():
 
 
 def test_the_sample_is_seeded_and_skips_short_sections():
-    from evaluation.golden import Section
+    from docent.sections import StoredSection
 
-    sections = [Section(f"s{i}", "P", f"T{i}", "x" * (MIN_CHARS if i % 3 else 10)) for i in range(30)]
+    sections = [StoredSection(f"s{i}", "P", f"T{i}", "x" * (MIN_CHARS if i % 3 else 10)) for i in range(30)]
     first = sample_sections(sections, 5, seed=1, min_chars=MIN_CHARS)
     assert first == sample_sections(sections, 5, seed=1, min_chars=MIN_CHARS) and len(first) == 5
     assert all(len(s.text) >= MIN_CHARS for s in first)
@@ -397,6 +397,6 @@ def test_the_golden_cli_samples_with_a_seed_and_refuses_a_missing_llm(orbit, tmp
         json.loads(line)["question"] for line in out.read_text().splitlines()]
     assert all(q.question.startswith("What does the documentation say about") for q in open_eval_set(out).questions)
 
-    bare = subprocess.run([sys.executable, "-m", "docent", "eval", "golden", "--index", settings.index_name],
+    bare = subprocess.run([sys.executable, "-m", "cli", "eval", "golden", "--index", settings.index_name],
                           check=False, cwd=ROOT, capture_output=True, text=True)
     assert bare.returncode == 2 and "no LLM configured" in bare.stderr and "Traceback" not in bare.stderr

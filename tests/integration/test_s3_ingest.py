@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from docent.db import connect
+from docent.errors import SourceError
 from docent.settings import Settings
 from docent.store import IndexStore
 from evaluation.experiment import base_settings, plan_experiment, trial_payload
 from evaluation.space import load_space
-from ingest.errors import SourceError
 from ingest.pipeline import run_ingest
 from ingest.remote import mirror, mirror_root
 from tests.conftest import FIXTURES, ROOT
@@ -259,5 +259,5 @@ def test_golden_sets_are_written_to_s3(ray_local, bucket, llm_server, tmp_path):
 
 
 def _docent(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "docent", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, check=False)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
 import pytest
+import yaml
 
+from clients.gateway_client import parse_sse
 from docent.settings import Settings
 from ingest.pipeline import run_ingest
-from services.gateway.client import parse_sse
 from tests.conftest import FIXTURES, ROOT, SHARED, require
 from tests.gateway_fixtures import free_port
 
@@ -56,7 +56,7 @@ def _llms(base_url: str) -> list[dict]:
 def _train_router(path: Path) -> bool:
     routing = SHARED / "datasets" / "routing-dataset-train.jsonl"
     require(routing.is_file(), f"routing dataset at {routing}")
-    from services.router.router import load_routing_rows, train_router
+    from training.router import load_routing_rows, train_router
 
     router, _ = train_router(load_routing_rows(routing), folds=2)
     router.model.save(path)
@@ -73,8 +73,8 @@ def _wait_ready(client: httpx.Client) -> httpx.Response:
 
 
 def _served_logging_config() -> dict:
-    """The logging of config/serve.yaml's application: the tests log as production does."""
-    served = yaml.safe_load((ROOT / "config" / "serve.yaml").read_text())
+    """The logging of services/gateway/serve.yaml's application: the tests log as production does."""
+    served = yaml.safe_load((ROOT / "services" / "gateway" / "serve.yaml").read_text())
     return served["applications"][0]["logging_config"]
 
 
@@ -282,20 +282,20 @@ async def test_health_docs_and_metrics(http):
 
 def test_docent_query_prints_the_answer_and_its_sources(gateway):
     run = subprocess.run(
-        [sys.executable, "-m", "docent", "query", QUESTION, "--url", gateway.url, "--llm", "echo", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [sys.executable, "-m", "cli", "query", QUESTION, "--url", gateway.url, "--llm", "echo", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["llm"] == "echo"
     streamed = subprocess.run(
-        [sys.executable, "-m", "docent", "query", QUESTION, "--url", gateway.url, "--stream", "--llm", "extractive"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [sys.executable, "-m", "cli", "query", QUESTION, "--url", gateway.url, "--stream", "--llm", "extractive"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert streamed.returncode == 0, streamed.stderr
     assert "Sources" in streamed.stdout and RETRIES_PAGE in streamed.stdout.replace("\n", "")
     missing = subprocess.run(
-        [sys.executable, "-m", "docent", "query", "ok", "--url", gateway.url, "--index", "no-such-index"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [sys.executable, "-m", "cli", "query", "ok", "--url", gateway.url, "--index", "no-such-index"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert missing.returncode == 2 and "no-such-index" in missing.stderr and "Traceback" not in missing.stderr
 

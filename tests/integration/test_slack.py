@@ -320,17 +320,17 @@ async def test_a_gateway_that_is_down_silent_or_refusing_gets_an_apology_in_the_
     for url, key, timeout_s, expected in cases:
         async with silent_gateway() as silent:
             settings = bot_settings(slack_api, url or silent, key, gateway_timeout_s=timeout_s)
-            async with BotServer(settings, SlackTokens(BOT_TOKEN, None, SIGNING_SECRET)) as server:
-                async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-                    event = mention(slack_api, QUESTION)
-                    assert (await send_event(client, event)).status_code == 200
+            tokens = SlackTokens(BOT_TOKEN, None, SIGNING_SECRET)
+            async with BotServer(settings, tokens) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                event = mention(slack_api, QUESTION)
+                assert (await send_event(client, event)).status_code == 200
 
-                    def apology(ts=event["ts"], expected=expected):
-                        thread = slack_api.thread(CHANNEL, ts)
-                        return thread if thread and expected in thread[0].text else None
+                def apology(ts=event["ts"], expected=expected):
+                    thread = slack_api.thread(CHANNEL, ts)
+                    return thread if thread and expected in thread[0].text else None
 
-                    thread = await slack_api.wait_for(apology, 10 + timeout_s, f"apology ({expected})")
-                    assert len(thread) == 1 and thread[0].text.startswith("😕 Sorry")
+                thread = await slack_api.wait_for(apology, 10 + timeout_s, f"apology ({expected})")
+                assert len(thread) == 1 and thread[0].text.startswith("😕 Sorry")
 
 
 async def test_feedback_the_gateway_refuses_gets_a_private_apology_and_the_buttons_stay(slack_api, events):

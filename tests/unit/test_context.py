@@ -1,9 +1,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from docent.store import SectionPiece
+from docent.sections import SectionPiece, around, join_pieces, merge_overlapping
 from ingest.splitter import RecursiveSplitter
-from services.retriever.context import around, join_pieces, merge_overlapping
 
 
 def test_merging_by_shared_text_keeps_each_overlap_once():

@@ -133,7 +133,7 @@ def test_questions_without_a_gold_source_are_left_out_of_the_retrieval_means_onl
 def test_the_eval_table_counts_the_questions_with_gold_and_says_why_retrieval_is_blank():
     from rich.console import Console
 
-    from docent.cli import _eval_table
+    from cli.evaluate import _eval_table
 
     unknown = aggregate([_row("", [_page("x")], f1=0.25)], set())
     console = Console(record=True, width=160)

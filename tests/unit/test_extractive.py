@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from docent.embedding.model import load_embedder
 from docent.settings import EmbeddingSettings
 from docent.types import SearchHit
-from services.embedder.model import load_embedder
 from services.generator.extractive import ExtractiveGenerator, maximal_marginal_relevance, split_sentences
 
 

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from docent.settings import CacheSettings, RateLimitSettings, Settings
+from docent.text import normalise_question
 from docent.types import Answer, QueryOptions, QueryRequest, Route, Usage
-from services.gateway.cache import LocalAnswerCache, cache_key, configuration_fingerprint, normalise_query
+from services.gateway.cache import LocalAnswerCache, cache_key, configuration_fingerprint
 from services.gateway.keys import _prefix_of, hash_key
 from services.gateway.limits import LocalRateLimiter
 
@@ -21,9 +22,9 @@ def test_a_key_is_found_by_its_prefix_even_when_its_secret_holds_underscores():
 
 
 def test_questions_differing_in_case_spacing_or_final_punctuation_share_a_cache_key():
-    assert normalise_query("  How do I  scale Serve?? ") == normalise_query("how do i scale serve") == "how do i scale serve"
+    assert normalise_question("  How do I  scale Serve?? ") == normalise_question("how do i scale serve") == "how do i scale serve"
     fingerprint = configuration_fingerprint(Settings())
-    ask = lambda q, **o: cache_key(fingerprint, 3, QueryRequest(query=q, options=QueryOptions(**o)))  # noqa: E731
+    ask = lambda q, **o: cache_key(fingerprint, 3, QueryRequest(query=q, options=QueryOptions(**o)))
     assert ask("How do I scale Serve?") == ask("how do i   scale serve")
     assert ask("How do I scale Serve?") != ask("How do I scale Serve?", llm="extractive")
     assert ask("How do I scale Serve?") != cache_key(fingerprint, 4, QueryRequest(query="How do I scale Serve?"))

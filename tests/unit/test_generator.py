@@ -8,9 +8,11 @@ import uuid
 
 import pytest
 
+from docent.embedding.model import load_embedder
+from docent.llm import LLMFailure
 from docent.settings import EmbeddingSettings, GenerationSettings, LLMSettings
+from docent.tokenizer import load_tokenizer
 from docent.types import SearchHit, UnknownLLM, Usage
-from services.embedder.model import load_embedder
 from services.generator.extractive import ExtractiveGenerator
 from services.generator.generator import (
     NO_PASSAGE_ANSWER,
@@ -20,9 +22,7 @@ from services.generator.generator import (
     Generator,
     TokenEvent,
 )
-from services.generator.llm import LLMFailure
 from services.generator.prompt import build_messages
-from services.generator.tokenizer import load_tokenizer
 
 ABORT_SEEN_WITHIN_S = 5.0
 

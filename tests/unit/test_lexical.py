@@ -1,7 +1,7 @@
 import pytest
 
+from docent.lexical import LexicalIndex, LexicalIndexError, payload_checksum, tokenize
 from docent.settings import LexicalSettings
-from services.retriever.lexical import LexicalIndex, LexicalIndexError, payload_checksum, tokenize
 
 TEXTS = [
     "Configure the batch size of map_batches with the batch_size argument.",

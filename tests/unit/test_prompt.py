@@ -2,9 +2,9 @@ import re
 
 import pytest
 
+from docent.tokenizer import load_tokenizer
 from docent.types import SearchHit
 from services.generator.prompt import MIN_TRUNCATED_SOURCE_TOKENS, build_messages, source_header
-from services.generator.tokenizer import load_tokenizer
 
 SYSTEM = "Answer from the sources; cite them like [1]."
 QUESTION = "How does Ray Serve autoscale replicas?"

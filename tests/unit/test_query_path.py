@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clients.gateway_client import parse_sse
+from docent.embedding.model import StaticTokenEmbedder, load_embedder
+from docent.routing import RouteDecision
 from docent.settings import EmbeddingSettings
 from docent.types import QueryRequest, UnknownLLM
-from services.embedder.model import StaticTokenEmbedder, load_embedder
 from services.embedder.queries import QueryEmbedder
 from services.gateway.app import sse
-from services.gateway.client import parse_sse
-from services.router.router import RouteDecision, choose_llm
+from services.router.router import choose_llm
 
 
 def test_sse_events_round_trip_through_the_client_parser():
@@ -89,7 +90,7 @@ def test_static_token_vectors_rank_a_related_sentence_above_an_unrelated_one(min
 
 
 def test_onnx_query_vectors_equal_pytorch_ones_and_int8_ones_stay_close(minilm, tmp_path):
-    from services.embedder.onnx import OnnxEmbedder
+    from docent.embedding.onnx import OnnxEmbedder
 
     queries = ["How do I set the batch size in map_batches?", "what is an actor", "word " * 400]
     exact = OnnxEmbedder(minilm, tmp_path, quantized=False)

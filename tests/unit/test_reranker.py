@@ -1,8 +1,9 @@
 import pytest
 
-from services.reranker.tags import OTHER, SANITY_CHECKS, preprocess, rerank, tag_of
-from services.reranker.training import TrainingDataError, load_qa_pairs, train_reranker
+from docent.tags import OTHER, SANITY_CHECKS, preprocess, tag_of
+from services.reranker.rerank import rerank
 from tests.conftest import SHARED, require
+from training.reranker import TrainingDataError, load_qa_pairs, train_reranker
 
 BASE = "https://docs.ray.io/en/master/"
 

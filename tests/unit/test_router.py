@@ -3,10 +3,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from docent.cli import app
+from cli.main import app
 from docent.linear_text import ArtifactError, LinearTextModel
-from services.router.router import Router, RoutingDataError, evaluate_router, load_routing_rows, train_router
+from docent.routing import Router
 from tests.conftest import SHARED, require
+from training.router import RoutingDataError, evaluate_router, load_routing_rows, train_router
 
 ROWS = [
     ("What is the default batch size for map_batches?", 1),

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docent.cli import app
+from cli.main import app
 from evaluation.routing import labels_from_evaluations
-from services.router.router import RoutingDataError, train_router
 from tests.unit.test_router import ROWS
+from training.router import RoutingDataError, train_router
 
 # (question, OSS LLM's quality, strong LLM's quality); the expected label at tolerance 0 and at 1
 JUDGED = [

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli.slack import slack
 from clients.slack import messages
 from clients.slack.bot import MissingTokens, SlackTokens
-from docent.commands.slack import slack
 from docent.settings import SlackSettings
 
 

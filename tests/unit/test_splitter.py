@@ -3,6 +3,7 @@ MiniLM tokens, and a few worked examples."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -77,7 +78,7 @@ def in_order(splitter: RecursiveSplitter, text: str) -> None:
     ends (more than asked: no chunk lies inside the one before it)."""
     spans = splitter.split_spans(text)
     assert all(0 <= start < end <= len(text) for start, end in spans)
-    for (start, end), (next_start, next_end) in zip(spans, spans[1:]):
+    for (start, end), (next_start, next_end) in itertools.pairwise(spans):
         assert start < next_start and end < next_end, (start, end, next_start, next_end)
 
 
@@ -85,7 +86,7 @@ def overlap_bounded(splitter: RecursiveSplitter, text: str) -> None:
     """4a. Where consecutive chunks overlap, the shared text `text[next_start:end]`
     measures at most chunk_overlap."""
     spans = splitter.split_spans(text)
-    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         if next_start < end:
             assert splitter.length(text[next_start:end]) <= splitter.chunk_overlap
 
@@ -176,7 +177,7 @@ def test_overlap_repeats_the_last_piece(data, separator):
         position += len(unit) + len(separator)
 
     spans = RecursiveSplitter(size, overlap).split_spans(text)
-    for (_, end), (next_start, _) in zip(spans, spans[1:]):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         last_unit = max(start for start in starts if start < end)
         assert next_start <= last_unit
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 
+from docent.errors import DocentError, ExitCode
 
-class GatewayError(RuntimeError):
-    """The gateway answered with an error, or could not be reached (`status` 0)."""
+
+class GatewayError(DocentError, RuntimeError):
+    """The gateway answered with an error, or could not be reached (`status` 0).
+
+    The gateway's 4xx are the caller's to fix (exit 2); anything else is a failure (exit 1).
+    """
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status = status
+        if HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
+            self.exit_code = ExitCode.USAGE
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
@@ -29,7 +37,7 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
             continue
         else:
             name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
+            value = value.removeprefix(" ")
             if name == "event":
                 event = value
             elif name == "data":

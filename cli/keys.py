@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from docent.cli_support import USAGE_ERROR, clear_errors, cli_settings, console, errors, fail
+from cli.support import clear_errors, cli_settings, console, errors
 
 keys_app = typer.Typer(help="Create, list and revoke the gateway's API keys.", no_args_is_help=True)
 
@@ -25,13 +25,8 @@ async def _with_connection(operation):
 
 
 def _run(operation):
-    from services.gateway.keys import ApiKeyError
-
     with clear_errors():
-        try:
-            return asyncio.run(_with_connection(operation))
-        except ApiKeyError as exc:
-            raise fail(str(exc), USAGE_ERROR) from None
+        return asyncio.run(_with_connection(operation))
 
 
 @keys_app.command()

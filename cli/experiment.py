@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from docent.cli_support import (
+from cli.support import (
     INTERRUPTED,
+    NAMED_INDEX,
     RUNTIME_ERROR,
     USAGE_ERROR,
     CliState,
     CountProgress,
+    clear_errors,
     cli_settings,
     console,
     errors,
-    eval_errors,
     fail,
 )
 
@@ -29,21 +29,6 @@ experiment_app = typer.Typer(
 )
 
 DEFAULT_REPORT_DIR = Path("experiment-reports")
-
-
-@contextmanager
-def _experiment_errors():
-    from evaluation.promote import PromotionError
-    from evaluation.space import SpaceError
-    from evaluation.tracking import TrackingError
-
-    with eval_errors():
-        try:
-            yield
-        except (SpaceError, PromotionError) as exc:
-            raise fail(str(exc), USAGE_ERROR) from None
-        except TrackingError as exc:
-            raise fail(str(exc), RUNTIME_ERROR) from None
 
 
 @experiment_app.command("run")
@@ -59,7 +44,7 @@ def run(
     from evaluation.experiment import base_settings, build_indexes, plan_experiment, run_experiment
     from evaluation.space import load_space
 
-    with _experiment_errors():
+    with clear_errors(input_errors=NAMED_INDEX):
         space = load_space(space_file)
         plan = plan_experiment(space, base_settings(space, CliState.config))
         if dry_run:
@@ -147,7 +132,7 @@ def report(
     """
     from evaluation.report import trials_table, write_plots
 
-    with _experiment_errors():
+    with clear_errors(input_errors=NAMED_INDEX):
         finished = _finished_trials(names)
     if not finished:
         raise fail(f"no finished trials in {', '.join(names)}: run `docent experiment run --space FILE` first", USAGE_ERROR)
@@ -190,7 +175,7 @@ def promote(
         raise fail("name the serving settings file: `docent --config SETTINGS.yaml experiment promote NAME`", USAGE_ERROR)
     if not settings_file.is_file():
         raise fail(f"settings file not found: {settings_file}", USAGE_ERROR)
-    with _experiment_errors():
+    with clear_errors(input_errors=NAMED_INDEX):
         settings = cli_settings()
         runs_dir = (settings.experiment.runs_dir or settings.data_dir / "experiments").expanduser() / name
         with console.status("evaluating the served configuration on the experiment's eval set…"):

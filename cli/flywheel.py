@@ -1,20 +1,19 @@
 """`docent flywheel report | export`: the gateway's answer log and feedback turned into work to do.
 
-Registered as `docent flywheel` by docent.cli; the work is in evaluation/flywheel.py.
+Registered as `docent flywheel` by cli.main; the work is in evaluation/flywheel.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from docent.cli_support import INTERRUPTED, USAGE_ERROR, clear_errors, cli_settings, console, fail
+from cli.support import clear_errors, cli_settings, console
 from docent.settings import Settings
 
 flywheel_app = typer.Typer(
@@ -29,20 +28,6 @@ SinceOption = Annotated[
     typer.Option(help="only answers given since then: YYYY-MM-DD, an ISO 8601 time (UTC unless it has an offset), "
                  "or an age like 12h, 7d, 2w (default: the whole log)"),
 ]
-
-
-@contextmanager
-def _flywheel_errors():
-    """`clear_errors`, plus bad dates and output paths (exit 2)."""
-    from evaluation.flywheel import FlywheelError
-
-    with clear_errors():
-        try:
-            yield
-        except FlywheelError as exc:
-            raise fail(str(exc), USAGE_ERROR) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; nothing was written", INTERRUPTED) from None
 
 
 def _since(text: str | None) -> datetime | None:
@@ -68,7 +53,7 @@ def report(
     """
     from evaluation.flywheel import FlywheelReport, prepare_directory, summary_table, write_report
 
-    with _flywheel_errors():
+    with clear_errors("interrupted; nothing was written"):
         settings = cli_settings(flywheel={"report_limit": limit})
         moment = _since(since)
         prepare_directory(out)
@@ -100,10 +85,10 @@ def export(
 
     Each row is {question, source, flywheel}: the gold source of these questions is unknown, so `source` is empty, and `flywheel` holds the votes, comments, answer ids and the sources the down-voted answer was given (unverified). Put the right section's URL in `source` to score retrieval on a question. See docs/flywheel.md.
     """
+    from docent.uris import is_remote, local_target, publish
     from evaluation.flywheel import check_writable_file, eval_rows, render_eval_set, write_text
-    from ingest.remote import is_remote, local_target, publish
 
-    with _flywheel_errors():
+    with clear_errors("interrupted; nothing was written"):
         settings = cli_settings()
         moment = _since(since)
         if not is_remote(out):
@@ -130,15 +115,16 @@ def export(
 
 async def _problem_questions(settings: Settings, since: datetime | None, down_voted_only: bool):
     """(answers logged in the period, its questions with problems, worst first)."""
-    from docent.db import connect
+    from docent.answers import AnswerStore, Database
     from evaluation.flywheel import fetch_asked, fetch_problem_answers, group_questions
 
-    conn = await connect(settings)
+    database = Database(settings)
+    store = AnswerStore(database, settings.gateway.answer_retention_days)
     try:
-        asked = await fetch_asked(conn, since)
-        answers = await fetch_problem_answers(conn, since, settings.flywheel.low_score, down_voted_only)
+        asked = await fetch_asked(store, since)
+        answers = await fetch_problem_answers(store, since, settings.flywheel.low_score, down_voted_only)
     finally:
-        await conn.close()
+        await database.aclose()
     questions = group_questions(answers, asked, settings.flywheel.low_score, settings.rerank.base_url)
     return sum(a.answers for a in asked.values()), questions
 

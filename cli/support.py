@@ -1,6 +1,6 @@
 """What every `docent` command shares: consoles, exit codes, settings and clear errors.
 
-Commands live in `docent.cli` and in `docent.commands.*`; both import from here so
+Commands live in `cli.main` and in `docent.commands.*`; both import from here so
 that a command module never imports the CLI that registers it.
 """
 
@@ -16,14 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from docent.settings import ConfigFileError, Settings, load_settings
+from docent.errors import DocentError, ExitCode
+from docent.settings import Settings, load_settings
+from docent.store import IndexNotFound
 
 console = Console()
 errors = Console(stderr=True)
 
-USAGE_ERROR = 2
-RUNTIME_ERROR = 1
-INTERRUPTED = 130
+USAGE_ERROR = ExitCode.USAGE
+RUNTIME_ERROR = ExitCode.RUNTIME
+INTERRUPTED = ExitCode.INTERRUPTED
 
 
 class CliState:
@@ -38,38 +40,26 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 @contextmanager
-def clear_errors():
-    """Known failures become one-line messages and exit codes, never tracebacks."""
-    from docent.db import DatabaseError
-    from ingest.errors import IngestError, SourceError
-    from services.embedder.model import EmbeddingModelError
-    from services.retriever.lexical import LexicalIndexError
+def clear_errors(
+    interrupted: str = "interrupted; documents written so far are kept, re-run to finish",
+    input_errors: tuple[type[DocentError], ...] = (),
+):
+    """Known failures become one-line messages and exit codes, never tracebacks.
 
+    `input_errors` are failures that, in this command, mean one of its inputs is wrong (exit 2)."""
     try:
         yield
-    except (SourceError, ConfigFileError) as exc:
-        raise fail(str(exc), USAGE_ERROR) from None
+    except DocentError as exc:
+        raise fail(exc.message, USAGE_ERROR if isinstance(exc, input_errors) else exc.exit_code) from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise fail(f"invalid settings: {problems}", USAGE_ERROR) from None
-    except (DatabaseError, EmbeddingModelError, LexicalIndexError, IngestError) as exc:
-        raise fail(str(exc), RUNTIME_ERROR) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; documents written so far are kept, re-run to finish", INTERRUPTED) from None
+        raise fail(interrupted, INTERRUPTED) from None
 
 
-@contextmanager
-def eval_errors():
-    """`clear_errors`, plus the mistakes an evaluation's inputs can hold (exit 2)."""
-    from docent.store import IndexNotFound
-    from docent.types import UnknownLLM
-    from evaluation.retrieval import EvalSetError
-
-    with clear_errors():
-        try:
-            yield
-        except (EvalSetError, UnknownLLM, IndexNotFound) as exc:
-            raise fail(str(exc), USAGE_ERROR) from None
+# The eval commands name the index they read as one of their inputs.
+NAMED_INDEX: tuple[type[DocentError], ...] = (IndexNotFound,)
 
 
 def cli_settings(**overrides: Any) -> Settings:

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from docent.errors import UsageError
 from docent.linear_text import LinearTextModel
-from services.reranker.tags import ARTIFACT_KIND, SANITY_CHECKS, TagClassifier, preprocess, tag_of, training_text
+from docent.tags import ARTIFACT_KIND, SANITY_CHECKS, TagClassifier, preprocess, tag_of, training_text
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UsageError, ValueError):
     pass
 
 

@@ -1,10 +1,37 @@
-"""Widening a retrieved chunk into more context: its neighbours, or its whole section."""
+"""A section's text from its chunks: the one way to read sections back out of an index.
+
+Neighbouring chunks overlap; joining them keeps each overlap once (`join_pieces`). The
+retriever widens a hit into its neighbours or its whole section (`around`), and the
+index store gives whole sections (`IndexStore.sections`) to fine-tuning, golden sets and
+reference answers, all through these functions.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from docent.store import SectionPiece
+from docent.text import page_section_title
+
+
+@dataclass(frozen=True)
+class SectionPiece:
+    text: str
+    offset: int | None  # where the chunk starts in its section; None for chunks from before migration 3
+
+
+@dataclass(frozen=True)
+class StoredSection:
+    """One section of an index: its URL, titles, and its chunks' text joined."""
+
+    source: str
+    page_title: str
+    section_title: str
+    text: str
+
+    @property
+    def title(self) -> str:
+        return page_section_title(self.page_title, self.section_title)
 
 # Neighbouring chunks share at most the configured overlap; searching further only costs time.
 _MAX_OVERLAP_CHARS = 2000

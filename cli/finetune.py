@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,20 +11,10 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from docent.cli_support import INTERRUPTED, USAGE_ERROR, cli_settings, console, errors, eval_errors, fail
+from cli.support import INTERRUPTED, NAMED_INDEX, clear_errors, cli_settings, console, errors, fail
+from docent.types import FinetuneMode
 
 finetune_app = typer.Typer(help="Fine-tune models on the project's data.", no_args_is_help=True)
-
-
-@contextmanager
-def _finetune_errors():
-    from services.embedder.finetune import FinetuneError
-
-    with eval_errors():
-        try:
-            yield
-        except FinetuneError as exc:
-            raise fail(str(exc), USAGE_ERROR) from None
 
 
 class _Bar:
@@ -58,7 +47,7 @@ def embeddings(
     ],
     out: Annotated[Path, typer.Option(help="folder of the fine-tuned model (then: docent ingest --embedding-model OUT)")],
     index: Annotated[str | None, typer.Option(help="index whose chunks give each source's section text")] = None,
-    mode: Annotated[str, typer.Option(help="full (every weight) | embedding-layer (word embeddings only)")] = "full",
+    mode: Annotated[FinetuneMode, typer.Option(help="full: every weight; embedding-layer: word embeddings only")] = FinetuneMode.FULL,
     add_vocab: Annotated[
         bool, typer.Option("--add-vocab", help="add frequent corpus words the tokenizer splits as tokens of their own")
     ] = False,
@@ -85,12 +74,10 @@ def embeddings(
     sections of the index. The output folder is a sentence-transformers model: use it as
     `--embedding-model` / `embedding.model` of a new index.
     """
-    from services.embedder.finetune import MODES, check_out_dir, finetune_embeddings, load_training_pairs
+    from training.embeddings import check_out_dir, finetune_embeddings, load_training_pairs
 
-    if mode not in MODES:
-        raise fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}", USAGE_ERROR)
     bar = _Bar(enabled=not as_json)
-    with _finetune_errors():
+    with clear_errors(input_errors=NAMED_INDEX):
         settings = cli_settings(
             index=index,
             embedding={"model": embedding_model},

@@ -1,4 +1,4 @@
-"""Every answer the gateway gives, and the feedback on it, in PostgreSQL.
+"""Every answer the gateway gives, and the feedback on it, in PostgreSQL: `AnswerStore` owns both tables.
 
 The pool is opened on first use, in the event loop of whoever serves requests (a Serve
 replica builds the app before its loop runs). Old answers are deleted, with their
@@ -11,10 +11,12 @@ import asyncio
 import json
 import logging
 import time
+from datetime import datetime
 
 import asyncpg
 
 from docent.db import create_pool
+from docent.errors import NotFound
 from docent.settings import Settings
 from docent.types import Answer
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 _PURGE_INTERVAL_S = 3600  # retention is counted in days: an hourly purge is prompt enough
 
 
-class UnknownAnswer(LookupError):
+class UnknownAnswer(NotFound, LookupError):
     pass
 
 
@@ -51,7 +53,42 @@ def _sources(answer: Answer) -> str:
     return json.dumps([s.model_dump(exclude={"text"}) for s in answer.sources])
 
 
-class AnswerLog:
+# Every answer that may have a problem (the flywheel's LoggedAnswer.problems decides which it
+# has, and must flag nothing this leaves out), with its votes and the comments of its down-votes.
+_PROBLEM_ANSWERS = """
+WITH votes AS (
+    SELECT answer_id,
+           count(*) FILTER (WHERE rating = 'down') AS down_votes,
+           count(*) FILTER (WHERE rating = 'up') AS up_votes,
+           array_agg(comment ORDER BY created_at, id)
+               FILTER (WHERE rating = 'down' AND coalesce(btrim(comment), '') <> '') AS comments
+    FROM feedback GROUP BY answer_id
+)
+SELECT a.id, a.created_at, a.question, a.index_name, a.answer, a.sources::text AS sources, a.top_score, a.llm,
+       a.route::text AS route, a.fallbacks::text AS fallbacks,
+       coalesce(v.down_votes, 0) AS down_votes, coalesce(v.up_votes, 0) AS up_votes, v.comments
+FROM answers a LEFT JOIN votes v ON v.answer_id = a.id
+WHERE ($1::timestamptz IS NULL OR a.created_at >= $1)
+  AND (coalesce(v.down_votes, 0) > 0
+       OR ($3 = false AND (a.top_score < $2 OR a.sources = '[]'::jsonb
+                           OR a.fallbacks <> '[]'::jsonb
+                           OR (a.llm = $4 AND a.route ->> 'llm' IS DISTINCT FROM $4))))
+ORDER BY a.created_at, a.id
+"""
+
+_ASKED = """
+SELECT a.question, count(*) AS answers, coalesce(sum(u.up_votes), 0)::bigint AS up_votes
+FROM answers a
+LEFT JOIN (SELECT answer_id, count(*) AS up_votes FROM feedback WHERE rating = 'up' GROUP BY answer_id) u
+       ON u.answer_id = a.id
+WHERE ($1::timestamptz IS NULL OR a.created_at >= $1) GROUP BY a.question
+"""
+
+
+
+class AnswerStore:
+    """The answers table and the feedback on it: written by the gateway, read by the flywheel."""
+
     def __init__(self, database: Database, retention_days: int):
         self.database, self.retention_days = database, retention_days
         self._last_purge = 0.0
@@ -90,3 +127,15 @@ class AnswerLog:
         if deleted:
             log.info("deleted %d answers older than %d days, with their feedback", deleted, self.retention_days)
         return deleted
+
+    async def problem_answers(
+        self, since: datetime | None, low_score: float, down_voted_only: bool, extractive_llm: str
+    ) -> list[asyncpg.Record]:
+        """Answers since `since` that may have a problem (or only the down-voted ones), with votes; oldest first."""
+        pool = await self.database.pool()
+        return await pool.fetch(_PROBLEM_ANSWERS, since, low_score, down_voted_only, extractive_llm)
+
+    async def questions_asked(self, since: datetime | None) -> list[asyncpg.Record]:
+        """(question, answers, up_votes) of every question answered since `since`."""
+        pool = await self.database.pool()
+        return await pool.fetch(_ASKED, since)

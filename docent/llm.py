@@ -1,4 +1,8 @@
-"""One OpenAI-compatible chat endpoint, streamed, with every failure turned into a short reason.
+"""LLMs: one OpenAI-compatible chat endpoint, streamed, with every failure turned into a short reason.
+
+Everything that talks to an LLM (the generator, the judge, Ragas-style scoring, golden sets,
+reference answers) gets it from `open_llm` as a `ChatLLM`; `require_llm` is the one check
+that a requested LLM is known.
 
 Retries with backoff on 429, 5xx, timeouts and connection errors are the openai
 client's own (it honours Retry-After); what is left after them is an `LLMFailure`, which
@@ -10,15 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import httpx
 import openai
 
+from docent.errors import UpstreamFailure
 from docent.settings import LLMSettings
-from docent.types import Usage
-from services.generator.tokenizer import Tokenizer, load_tokenizer
+from docent.tokenizer import Tokenizer, load_tokenizer
+from docent.types import UnknownLLM, Usage
 
 try:  # the openai client's own fork of httpx, when this version of it uses one
     import httpx2
@@ -33,7 +38,7 @@ _RETRY_COUNT_HEADER = "x-stainless-retry-count"  # set by the openai client on e
 _REASON_DETAIL_CHARS = 120
 
 
-class LLMFailure(Exception):
+class LLMFailure(UpstreamFailure):
     """An LLM gave no (complete) answer; `reason` is short and shown to users."""
 
     def __init__(self, llm: str, reason: str):
@@ -42,6 +47,46 @@ class LLMFailure(Exception):
 
     def __reduce__(self):  # crosses Serve's process boundary with its fields
         return type(self), (self.llm, self.reason)
+
+
+class ChatLLM(Protocol):
+    """A chat LLM as docent uses one: stream a reply to messages, then close."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str | Usage]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class WordCount:
+    """Counts usage in words, for callers that ignore usage (judging, writing eval sets): no tokenizer is loaded."""
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return " ".join(text.split()[:max_tokens])
+
+
+def open_llm(settings: LLMSettings, temperature: float, tokenizer: Tokenizer | None = None) -> LLMClient:
+    """The client of a configured LLM; `tokenizer` counts usage the endpoint does not report
+    (default: the LLM's configured tokenizer, loaded on first use)."""
+    return LLMClient(settings, temperature, tokenizer)
+
+
+def require_llm(name: str, known: Sequence[str], role: str = "LLM") -> str:
+    """`name` when it is one of the `known` LLM names; `UnknownLLM` (a 422 / exit 2) otherwise."""
+    if name not in known:
+        raise UnknownLLM(name, list(known), role)
+    return name
+
+
+def find_llm(llms: Sequence[LLMSettings], name: str, role: str = "LLM") -> LLMSettings:
+    """The configured LLM called `name`; `UnknownLLM` otherwise."""
+    require_llm(name, [llm.name for llm in llms], role)
+    return next(llm for llm in llms if llm.name == name)
 
 
 class LLMClient:

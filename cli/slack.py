@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from docent.cli_support import RUNTIME_ERROR, USAGE_ERROR, clear_errors, cli_settings, console, fail
+from cli.support import RUNTIME_ERROR, USAGE_ERROR, clear_errors, cli_settings, console, fail
+from docent.types import SlackMode
 
 # Slack's answers to a bot token it will not take: a settings problem, not a passing one.
 _REJECTED_TOKEN = {
@@ -18,7 +19,7 @@ _REJECTED_TOKEN = {
 
 def slack(
     mode: Annotated[
-        str | None, typer.Option(help="socket (Socket Mode) or http (Events API); default: slack.mode")
+        SlackMode | None, typer.Option(help="socket (Socket Mode) or http (Events API); default: slack.mode")
     ] = None,
     host: Annotated[str | None, typer.Option(help="address of /healthz and /slack/events; default: slack.host")] = None,
     port: Annotated[int | None, typer.Option(help="listen port; default: slack.port")] = None,
@@ -49,7 +50,7 @@ def slack(
             f"{identity.get('team', '?')} ({slack_settings.mode} mode), asking {settings.serving.url}",
             highlight=False,
         )
-        events = f" · events at {where}{EVENTS_PATH}" if slack_settings.mode == "http" else ""
+        events = f" · events at {where}{EVENTS_PATH}" if slack_settings.mode == SlackMode.HTTP else ""
         console.print(f"  health at {where}/healthz{events}.  Ctrl-C stops.", highlight=False)
         if not settings.api_key:
             console.print("  [yellow]no DOCENT_API_KEY: only a gateway without auth answers[/]", highlight=False)

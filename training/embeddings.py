@@ -29,16 +29,16 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from docent.datasets import EvalSetError, read_json_rows
+from docent.errors import UsageError
+from docent.sections import StoredSection
 from docent.settings import FinetuneSettings, Settings
-from docent.types import embedding_text
-from evaluation.retrieval import EvalSetError, read_json_rows
+from docent.types import FinetuneMode, embedding_text
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["full", "embedding-layer"]
-MODES: tuple[str, ...] = ("full", "embedding-layer")
 MANIFEST = "docent-finetune.json"
 EVALUATOR_NAME = "validation"
 # Evaluator metrics shown before → after (cosine similarity, as the index searches).
@@ -53,7 +53,7 @@ MIN_WORD_LENGTH = 3
 Progress = Callable[[str, int | None, int | None], None]  # (stage, done, total)
 
 
-class FinetuneError(ValueError):
+class FinetuneError(UsageError, ValueError):
     """Inputs that cannot make a fine-tuning run: the message says which and why."""
 
 
@@ -145,38 +145,28 @@ async def section_texts(
 
     conn = await connect(settings)
     try:
-        index = await IndexStore(conn).require(index_name)
+        store = IndexStore(conn)
+        index = await store.require(index_name)
         wanted = sorted(set(sources))
-        texts = await _section_texts(conn, index.table, wanted)
+        texts = _titled(await store.sections(index, wanted))
         others: dict[str, str] = {}
         if distractors > 0:
-            rest = sorted({r["source"] for r in await conn.fetch(f"SELECT DISTINCT source FROM {index.table}")} - set(wanted))
+            sections = await store.sections(index)
+            rest = sorted(set(sections) - set(wanted))
             picked = random.Random(seed).sample(rest, min(distractors, len(rest)))
-            others = await _section_texts(conn, index.table, picked)
+            others = _titled({source: sections[source] for source in picked})
     finally:
         await conn.close()
     return texts, others
 
 
-async def _section_texts(conn, table: str, sources: list[str]) -> dict[str, str]:
-    from docent.store import SectionPiece
-    from services.retriever.context import join_pieces
-
-    rows = await conn.fetch(
-        f"SELECT source, text, section_offset, page_title, section_title FROM {table}"
-        " WHERE source = ANY($1::text[]) ORDER BY source, document_id, ordinal",
-        sources,
-    )
-    pieces: dict[str, list[SectionPiece]] = {}
-    titles: dict[str, tuple[str, str]] = {}
-    for row in rows:
-        pieces.setdefault(row["source"], []).append(SectionPiece(row["text"], row["section_offset"]))
-        titles.setdefault(row["source"], (row["page_title"], row["section_title"]))
+def _titled(sections: dict[str, StoredSection]) -> dict[str, str]:
+    """Each section's text under its titles, as the index embeds its chunks (empty sections left out)."""
     texts = {}
-    for source, parts in pieces.items():
-        body = join_pieces(parts).strip()
+    for source, section in sections.items():
+        body = section.text.strip()
         if body:
-            texts[source] = embedding_text(*titles[source], body)
+            texts[source] = embedding_text(section.page_title, section.section_title, body)
     return texts
 
 
@@ -351,13 +341,11 @@ def add_vocabulary(model, words: Sequence[tuple[str, list[int]]]) -> list[str]:
     return list(new_ids)
 
 
-def set_trainable(model, mode: str) -> tuple[int, int]:
+def set_trainable(model, mode: FinetuneMode) -> tuple[int, int]:
     """Freeze what `mode` leaves fixed; (trainable, total) parameter counts."""
-    if mode not in MODES:
-        raise FinetuneError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     embedding = word_embeddings(model).weight
     for parameter in model.parameters():
-        parameter.requires_grad = mode == "full" or parameter is embedding
+        parameter.requires_grad = mode == FinetuneMode.FULL or parameter is embedding
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
@@ -434,7 +422,7 @@ def finetune_embeddings(
     settings: Settings,
     training: TrainingPairs,
     out: Path,
-    mode: str = "full",
+    mode: FinetuneMode | str = FinetuneMode.FULL,
     add_vocab: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -442,8 +430,9 @@ def finetune_embeddings(
     """Fine-tune `settings.embedding.model` on `training`, validate each epoch, save the model to `out`."""
     started = time.perf_counter()
     options: FinetuneSettings = settings.finetune
-    if mode not in MODES:
-        raise FinetuneError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode not in set(FinetuneMode):
+        raise FinetuneError(f"--mode must be one of {', '.join(FinetuneMode)}, not {mode!r}")
+    mode = FinetuneMode(mode)
     if settings.embedding.provider != "sentence-transformers":
         raise FinetuneError("only a sentence-transformers model can be fine-tuned here (embedding.provider)")
     out = Path(out).expanduser().resolve()
@@ -495,7 +484,7 @@ def finetune_embeddings(
 
 
 def _load_trainable(settings: Settings):
-    from services.embedder.model import SentenceTransformerEmbedder
+    from docent.embedding.model import SentenceTransformerEmbedder
 
     # The project's loader: the packaged all-MiniLM-L6-v2 for its names, any local folder, clear errors.
     model = SentenceTransformerEmbedder(settings.embedding).model

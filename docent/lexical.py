@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from docent.errors import Unavailable
 from docent.settings import LexicalSettings
+from docent.types import LexicalBackend
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
-class LexicalIndexError(RuntimeError):
+class LexicalIndexError(Unavailable, RuntimeError):
     pass
 
 
@@ -78,10 +80,10 @@ class LexicalIndex:
         self._engine = engine
 
     @classmethod
-    def build(cls, chunk_ids: Sequence[int], texts: Sequence[str], settings: LexicalSettings) -> "LexicalIndex":
+    def build(cls, chunk_ids: Sequence[int], texts: Sequence[str], settings: LexicalSettings) -> LexicalIndex:
         corpus = [tokenize(text, settings) or [""] for text in texts]
         ids = np.asarray(chunk_ids, dtype=np.int64)
-        if settings.backend == "rank-bm25":
+        if settings.backend == LexicalBackend.RANK_BM25:
             from rank_bm25 import BM25Okapi
 
             return cls(settings, ids, BM25Okapi(corpus, k1=settings.k1, b=settings.b))
@@ -105,7 +107,7 @@ class LexicalIndex:
         return [LexicalHit(int(self.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
     def _scores(self, tokens: list[str]) -> np.ndarray:
-        if self.settings.backend == "rank-bm25":
+        if self.settings.backend == LexicalBackend.RANK_BM25:
             return np.asarray(self._engine.get_scores(tokens), dtype=np.float32)
         known = [t for t in tokens if t in self._engine.vocab_dict]
         if not known:
@@ -128,7 +130,7 @@ class LexicalIndex:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, payload: bytes, checksum: str) -> "LexicalIndex":
+    def from_bytes(cls, payload: bytes, checksum: str) -> LexicalIndex:
         if payload_checksum(payload) != checksum:
             raise LexicalIndexError("lexical index payload does not match its checksum")
         import bm25s

@@ -8,15 +8,18 @@ which counts a little high for the BPE tokenizers of most LLMs: a safe error.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any, Protocol
 
+from docent.embedding.model import resolve_model_path
+from docent.errors import DocentError, ExitCode
 from docent.settings import DEFAULT_EMBEDDING_MODEL
-from services.embedder.model import resolve_model_path
 
 
-class TokenizerError(RuntimeError):
-    pass
+class TokenizerError(DocentError, RuntimeError):
+    """A configured tokenizer that cannot be loaded: the operator's settings name it (exit 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class Tokenizer(Protocol):
@@ -56,7 +59,7 @@ class HuggingFaceTokenizer:
         )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_tokenizer(name_or_path: str | None = None) -> HuggingFaceTokenizer:
     """The tokenizer of a local directory or cached name; None: the packaged embedding model's."""
     from transformers import AutoTokenizer

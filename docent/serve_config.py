@@ -9,11 +9,17 @@ from typing import Any
 
 import yaml
 
+from docent.errors import DocentError, UsageError
+
 APP_NAME = "docent"
 
 
-class ServeConfigError(ValueError):
-    pass
+class ServeConfigError(UsageError, ValueError):
+    """The Serve config file cannot be used as given."""
+
+
+class DeployFailed(DocentError):
+    """The application did not come up: a deployment failed or was not running in time."""
 
 
 def load_serve_config(path: Path, host: str | None, port: int | None, app_args: dict[str, Any]):
@@ -61,9 +67,9 @@ def deploy(config, timeout_s: float) -> dict[str, str]:
         states = {name: applications[name].status if name in applications else "NOT_STARTED" for name in names}
         failed = [name for name, state in states.items() if state in ("DEPLOY_FAILED", "UNHEALTHY")]
         if failed:
-            raise ServeConfigError(f"application {failed[0]} failed to deploy: {applications[failed[0]].message}")
+            raise DeployFailed(f"application {failed[0]} failed to deploy: {applications[failed[0]].message}")
         if all(state == "RUNNING" for state in states.values()):
             return states
         if time.monotonic() > deadline:
-            raise ServeConfigError(f"not running after {timeout_s:.0f} s: {states}")
+            raise DeployFailed(f"not running after {timeout_s:.0f} s: {states}")
         time.sleep(0.5)

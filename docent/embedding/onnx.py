@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from services.embedder.model import SentenceTransformerEmbedder, _normalise
+from docent.embedding.model import SentenceTransformerEmbedder, _normalise
+from docent.errors import DocentError
 
 log = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class OnnxUnsupported(RuntimeError):
+class OnnxUnsupported(DocentError, RuntimeError):
     pass
 
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
 
 from docent.linear_text import LinearTextModel
 
@@ -53,7 +52,7 @@ def training_text(question: str, source: str) -> str:
 def _wordpiece():
     from transformers import AutoTokenizer
 
-    from services.embedder.model import resolve_model_path
+    from docent.embedding.model import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
 
@@ -80,21 +79,10 @@ class TagClassifier:
         self.model = model
 
     @classmethod
-    def load(cls, path: Path) -> "TagClassifier":
+    def load(cls, path: Path) -> TagClassifier:
         return cls(LinearTextModel.load(path, ARTIFACT_KIND))
 
     def predict(self, questions: Sequence[str]) -> list[TagPrediction]:
         probabilities = self.model.predict_proba([preprocess(q) for q in questions])
         best = probabilities.argmax(axis=1)
         return [TagPrediction(str(self.model.classes[i]), float(row[i])) for i, row in zip(best, probabilities)]
-
-
-Item = TypeVar("Item")
-
-
-def rerank(items: Sequence[Item], sources: Sequence[str], tag: str, base_url: str, k: int) -> list[Item]:
-    """Items from the predicted area first, order otherwise kept, cut to `k`; "other" only cuts."""
-    if tag == OTHER:
-        return list(items[:k])
-    order = sorted(range(len(items)), key=lambda i: (tag_of(sources[i], base_url) != tag, i))
-    return [items[i] for i in order[:k]]

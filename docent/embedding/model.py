@@ -9,7 +9,9 @@ from typing import Protocol
 
 import numpy as np
 
+from docent.errors import DocentError
 from docent.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+from docent.types import EmbeddingProvider
 
 # No model hub is reachable from where docent runs; fail at once instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _PACKAGED_NAMES = {DEFAULT_EMBEDDING_MODEL.lower(), f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}".lower()}
 
 
-class EmbeddingModelError(RuntimeError):
+class EmbeddingModelError(DocentError, RuntimeError):
     pass
 
 
@@ -51,7 +53,7 @@ def check_model_available(settings: EmbeddingSettings) -> None:
 
     try:
         snapshot_download(path, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - hub errors vary by cause; all mean "not here"
+    except Exception as exc:
         raise EmbeddingModelError(
             f"embedding model {settings.model!r} is neither a local directory nor in the Hugging Face cache, "
             "and no model hub is reachable here: give a local sentence-transformers directory"
@@ -138,7 +140,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def load_embedder(settings: EmbeddingSettings) -> Embedder:
-    if settings.provider == "openai":
+    if settings.provider == EmbeddingProvider.OPENAI:
         return OpenAIEmbedder(settings)
     return SentenceTransformerEmbedder(settings)
 

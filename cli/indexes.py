@@ -1,0 +1,202 @@
+"""`docent ingest | indexes | drop-index | search`: build an index from docs, look after it, search it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+
+from cli.support import (
+    USAGE_ERROR,
+    clear_errors,
+    cli_settings,
+    console,
+    errors,
+    fail,
+)
+from docent.types import ChunkUnit, RetrievalMode, Strategy
+
+
+class _RichProgress:
+    """One bar per ingest stage; a stage is complete when the next one starts."""
+
+    _labels: ClassVar[dict[str, str]] = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index"}
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def stage(self, name: str, total: int | None) -> None:
+        self.finish()
+        self.tasks[name] = self.progress.add_task(self._labels.get(name, name), total=total)
+
+    def advance(self, name: str, amount: int = 1) -> None:
+        self.progress.advance(self.tasks[name], amount)
+
+    def finish(self) -> None:
+        for task in self.progress.tasks:
+            total = task.total or task.completed or 1
+            self.progress.update(task.id, total=total, completed=total)
+
+
+def ingest(
+    path: Annotated[str, typer.Argument(help="docs folder, one file, or s3://bucket/prefix to index")],
+    base_url: Annotated[
+        str | None, typer.Option(help="public URL of PATH: files map to URL + path with .html + #anchor")
+    ] = None,
+    index: Annotated[str | None, typer.Option(help="index name (default: from model and chunking)")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="maximum chunk length")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="overlap between neighbouring chunks")] = None,
+    chunk_unit: Annotated[ChunkUnit | None, typer.Option(help="chars, or tokens of the embedding model")] = None,
+    embedding_model: Annotated[str | None, typer.Option(help="sentence-transformers name or path")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="glob of paths to leave out, relative to PATH (repeatable; replaces the configured list)")
+    ] = None,
+    prune: Annotated[bool, typer.Option(help="remove documents whose files are gone")] = False,
+) -> None:
+    """Index a docs tree: only new and changed files are processed.
+
+    An s3://bucket/prefix source is mirrored under the data dir first (changed objects only; endpoint: ingest.s3_endpoint_url or AWS_ENDPOINT_URL).
+    """
+    from ingest.pipeline import IngestReport, run_ingest
+
+    with clear_errors():
+        settings = cli_settings(
+            index=index,
+            chunking={"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "unit": chunk_unit},
+            embedding={"model": embedding_model},
+            ingest={"exclude": exclude},
+        )
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=errors, transient=False) as bar:
+            progress = _RichProgress(bar)
+            report: IngestReport = run_ingest(path, settings, base_url=base_url, prune=prune, progress=progress)
+            progress.finish()
+    _print_ingest_summary(report)
+
+
+def _print_ingest_summary(report) -> None:
+    table = Table(title=f"ingest → index {report.index}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("files read", str(report.files_read))
+    unchanged = f"{report.files_unchanged}" + (f" ({report.unchanged_skipped} still unreadable)" if report.unchanged_skipped else "")
+    table.add_row("files unchanged", unchanged)
+    table.add_row("files skipped", str(len(report.skipped)))
+    for reason, count in report.skip_reasons.most_common():
+        table.add_row(f"  {reason}", str(count))
+    if report.excluded or report.unsupported:
+        table.add_row("files excluded / unsupported type", f"{report.excluded} / {report.unsupported}")
+    if report.files_removed or report.files_missing:
+        table.add_row("files removed (pruned) / gone but kept", f"{report.files_removed} / {report.files_missing}")
+    table.add_row("sections", str(report.sections))
+    table.add_row("chunks added / unchanged / removed", f"{report.chunks_added} / {report.chunks_unchanged} / {report.chunks_removed}")
+    if report.chunks_over_limit:
+        table.add_row("chunks over the model's token limit", str(report.chunks_over_limit))
+    rebuilt = [name for name, done in (("HNSW", report.vector_index_built), ("BM25", report.lexical_rebuilt)) if done]
+    if rebuilt:
+        table.add_row("search indexes built", " + ".join(rebuilt))
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    table.add_row("chunks per second", f"{report.chunks_per_second:.1f}")
+    console.print(table)
+    if report.files_missing:
+        console.print(f"{report.files_missing} indexed file(s) no longer exist under the path: add --prune to remove them")
+    shown = 20
+    for uri, reason in sorted(report.skipped.items())[:shown]:
+        console.print(f"[yellow]skipped[/] {uri}: {reason}", highlight=False)
+    if len(report.skipped) > shown:
+        console.print(f"… and {len(report.skipped) - shown} more skipped files")
+
+
+def indexes(as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False) -> None:
+    """List every index with its configuration, document and chunk counts, and size."""
+    from docent.db import connect
+    from docent.store import IndexStore
+
+    async def fetch():
+        conn = await connect(settings)
+        try:
+            return await IndexStore(conn).list()
+        finally:
+            await conn.close()
+
+    with clear_errors():
+        settings = cli_settings()
+        found = asyncio.run(fetch())
+    if as_json:
+        print(json.dumps({"indexes": [i.model_dump() for i in found]}))
+        return
+    if not found:
+        console.print("no indexes yet: run `docent ingest PATH`")
+        return
+    table = Table(
+        Column("name", no_wrap=True), Column("model", overflow="fold"), "dim", "chunking", "docs", "chunks", "MiB",
+        caption="details: docent indexes --json",
+    )
+    for i in found:
+        unit = "t" if i.chunk_unit == ChunkUnit.TOKENS else ""
+        table.add_row(
+            i.name, Path(i.embedding_model).name, str(i.embedding_dim),
+            f"{i.chunk_size}{unit}/{i.chunk_overlap}" + ("" if i.include_titles else " no titles"),
+            str(i.documents), str(i.chunks), f"{i.size_bytes / 2**20:.1f}",
+        )
+    console.print(table)
+
+
+def drop_index(
+    name: Annotated[str, typer.Argument(help="index to remove with all its chunks")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Remove an index and everything in it."""
+    from docent.db import connect
+    from docent.store import IndexStore
+
+    if not yes and not typer.confirm(f"Remove index {name!r} and all its chunks?"):
+        raise typer.Exit(1)
+
+    async def drop():
+        conn = await connect(settings)
+        try:
+            await IndexStore(conn).drop(name)
+        finally:
+            await conn.close()
+
+    with clear_errors():
+        settings = cli_settings()
+        asyncio.run(drop())
+    console.print(f"removed index {name}")
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="the question")],
+    index: Annotated[str | None, typer.Option(help="index name (default: from settings)")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="chunks to return")] = None,
+    lexical_k: Annotated[int | None, typer.Option(help="BM25 hits to join (hybrid)")] = None,
+    mode: Annotated[RetrievalMode | None, typer.Option(help="how to search (default: retrieval.mode)")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="text around each hit (default: retrieval.strategy)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
+) -> None:
+    """Retrieve the chunks that best match a question."""
+    from services.retriever.search import search_index
+
+    if not query.strip():
+        raise fail("the query is empty", USAGE_ERROR)
+    with clear_errors():
+        settings = cli_settings(
+            index=index, retrieval={"mode": mode, "num_chunks": k, "lexical_k": lexical_k, "strategy": strategy}
+        )
+        hits = asyncio.run(search_index(query, settings))
+    if as_json:
+        print(json.dumps({"query": query, "index": settings.index_name, "results": [h.model_dump(include={"rank", "score", "source", "text", "chunk_id"}) for h in hits]}))
+        return
+    table = Table("#", "score", "source / text", show_lines=True)
+    for hit in hits:
+        preview = " ".join(hit.text.split())[:240]
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", f"[cyan]{hit.source}[/]\n{preview}")
+    console.print(table)
+
+

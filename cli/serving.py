@@ -1,0 +1,176 @@
+"""`docent serve | query`: run the query service, ask it a question."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.support import (
+    RUNTIME_ERROR,
+    USAGE_ERROR,
+    CliState,
+    clear_errors,
+    cli_settings,
+    console,
+    errors,
+    fail,
+)
+
+
+def default_serve_config() -> Path:
+    """The Serve config shipped in the package: `docent serve` works from any directory."""
+    from importlib.resources import files
+
+    return Path(str(files("services.gateway") / "serve.yaml"))
+
+
+def serve(
+    serve_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--serve-config",
+            help="Ray Serve config file: deployments, replicas, CPUs/GPUs (default: the one shipped with docent, "
+            "services/gateway/serve.yaml); docent's own settings come from the global --config",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default: the Serve config's)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: the Serve config's)")] = None,
+    index: Annotated[str | None, typer.Option(help="index answered from by default")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every deployment to run")] = 300.0,
+) -> None:
+    """Run the query service (gateway, embedder, retriever, reranker, router, generator) until Ctrl-C.
+
+    Local Ray and the embedded database unless RAY_ADDRESS / DATABASE_URL say otherwise; the docent settings (`docent --config FILE serve`) go to every deployment.
+
+    Clients need an API key (`docent keys create NAME`) unless DOCENT_AUTH_ENABLED=false; the web widget is served at `/`.
+    """
+    import signal
+
+    from docent.db import database_url
+    from docent.ray_runtime import ensure_ray
+    from docent.serve_config import apply_serve_environment, deploy, load_serve_config
+
+    with clear_errors():
+        settings = cli_settings(index=index)
+        app_args: dict[str, Any] = {"index": index} if index else {}
+        if CliState.config:
+            app_args["settings"] = str(CliState.config.resolve())
+        if not settings.database_url:  # start the embedded server once, here, for every replica
+            app_args["database_url"] = database_url(settings)
+        config = load_serve_config(serve_config or default_serve_config(), host, port, app_args)
+        apply_serve_environment(settings)
+        ensure_ray(settings)
+    # From here SIGTERM stops Serve as Ctrl-C does, during the deploy too: installed after Ray's own
+    # handlers (ray.init sets some), or a SIGTERM that comes early aborts the process instead.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from ray import serve as ray_serve
+
+    try:
+        with clear_errors(interrupted="interrupted while deploying; Serve was stopped"):
+            with console.status("starting the deployments (models load, the index warms up)…"):
+                deploy(config, timeout)
+            _print_serving(config, settings)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                console.print("stopping…")
+    finally:
+        ray_serve.shutdown()
+        import ray
+
+        ray.shutdown()
+
+
+def _print_serving(config, settings) -> None:
+    url = f"http://{config.http_options.host}:{config.http_options.port}"
+    llms = ", ".join(llm.name for llm in settings.generation.llms) or "none: extractive answers"
+    console.print(f"[bold green]docent is serving[/] index [cyan]{settings.index_name}[/] at [link]{url}[/]")
+    console.print(f"  POST {url}/query · {url}/stream (SSE) · {url}/docs · {url}/readyz · {url}/metrics")
+    console.print(f"  LLMs: {llms}.  Ctrl-C stops.")
+
+
+def query(
+    question: Annotated[str, typer.Argument(help="the question")],
+    url: Annotated[str | None, typer.Option(help="gateway URL (default: serving.url)")] = None,
+    index: Annotated[str | None, typer.Option(help="index to answer from (default: the gateway's)")] = None,
+    llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`)")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="chunks to retrieve")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print the answer as it arrives")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the answer as JSON (with --stream: one event per line)")] = False,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key for a gateway with auth enabled (default: DOCENT_API_KEY)", show_default=False)
+    ] = None,
+) -> None:
+    """Ask a running gateway (`docent serve`) a question; prints the answer and its sources."""
+    from clients.gateway_client import GatewayClient, GatewayError
+
+    if not question.strip():
+        raise fail("the question is empty", USAGE_ERROR)
+    with clear_errors():
+        settings = cli_settings()
+    options = {key: value for key, value in {"llm": llm, "num_chunks": k}.items() if value is not None}
+    body = {"query": question, "index": index, "options": options}
+    client = GatewayClient(url or settings.serving.url, api_key=api_key or settings.api_key)
+    try:
+        if stream:
+            _print_stream(client.stream(body), as_json)
+        else:
+            answer = client.query(body)
+            print(json.dumps(answer)) if as_json else _print_answer(answer)
+    except GatewayError as exc:
+        code = USAGE_ERROR if 400 <= exc.status < 500 else RUNTIME_ERROR
+        raise fail(exc.message, code) from None
+    finally:
+        client.close()
+
+
+def _print_stream(events, as_json: bool) -> None:
+    sources: list[dict] = []
+    for event, data in events:
+        if as_json:
+            print(json.dumps({"event": event, "data": data}), flush=True)
+        elif event == "sources":
+            sources = data["sources"]
+        elif event == "token":
+            console.print(data["text"], end="", highlight=False, soft_wrap=True)
+        elif event == "fallback":
+            errors.print(f"\n[yellow]{data['llm']} failed ({data['reason']}); trying the next LLM[/]")
+        elif event == "done":
+            console.print()
+            _print_sources(sources)
+            _print_footer(data)
+        elif event == "error":
+            console.print()
+            raise fail(f"the answer failed midway: {data['message']}", RUNTIME_ERROR)
+
+
+def _print_answer(answer: dict) -> None:
+    console.print(answer["answer"], highlight=False, soft_wrap=True)
+    _print_sources(answer["sources"])
+    _print_footer(answer)
+
+
+def _print_sources(sources: list[dict]) -> None:
+    if sources:
+        console.print("\n[bold]Sources[/]")
+    for source in sources:
+        console.print(f"  [{source['number']}] {source['title']}  [cyan]{source['source']}[/]", highlight=False)
+
+
+def _print_footer(answer: dict) -> None:
+    usage, timings = answer["usage"], answer["timings_ms"]
+    fallbacks = "".join(f"; {f['llm']} failed: {f['reason']}" for f in answer.get("fallbacks", []))
+    console.print(
+        f"\n[dim]answered by {answer['llm']} ({answer['route']['reason']}{fallbacks}) · "
+        f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens · ${answer['cost']:.5f} · "
+        f"{timings.get('total', 0):.0f} ms[/]",
+        highlight=False,
+    )
+
+

@@ -1,3 +1,0 @@
-from docent.cli import run
-
-run()

@@ -1,0 +1,73 @@
+"""`docent serve` as an operator starts it: from an empty directory outside the checkout.
+
+Nothing it needs may come from the working directory: the Serve config ships in the
+package. The commands run as subprocesses with their own local Ray, the tests' database
+and an index of the fixture site ingested the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.gateway_fixtures import free_port
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 60
+
+
+def _docent(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=READY_TIMEOUT_S, check=False)
+
+
+def test_docent_serve_from_an_empty_directory_becomes_ready_and_answers(tmp_path, index_name):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    docs = shutil.copytree(FIXTURES / "site", tmp_path / "docs")
+    # RAY_ADDRESS=local: a Ray of their own, as on an operator's machine, not the one these tests run on.
+    env = {**os.environ, "DOCENT_INDEX": index_name, "DOCENT_AUTH_ENABLED": "false", "RAY_ADDRESS": "local", "PYTHONPATH": ""}
+    ingested = _docent("ingest", str(docs), cwd=elsewhere, env=env)
+    assert ingested.returncode == 0, ingested.stderr
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], cwd=elsewhere,
+                              env=env | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
+    try:
+        # Deployed: `docent serve` says so once every deployment runs (a stop before that is an interrupted start).
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not any("docent is serving" in line for line in lines) and server.poll() is None:
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.5)
+        assert server.poll() is None, "".join(lines)
+        url = f"http://127.0.0.1:{port}"
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        answer = httpx.post(f"{url}/query", json={"query": "How do I submit a job?"}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["index"] == index_name and answer.json()["sources"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        reader.join(timeout=10)
+    assert server.returncode == 0, "".join(lines)
+    assert "stopping" in "".join(lines) and not list(elsewhere.iterdir())  # nothing written where it was started
