@@ -51,7 +51,7 @@ from evaluation.retrieval import EvalQuestion, load_eval_set, retrieval_hit
 
 ROUTING_DATA = SHARED / "datasets" / "routing-dataset-train.jsonl"
 RERANKER_DATA = SHARED / "datasets" / "embedding_qa.json"
-REFERENCE_ROUTER = {"precision": 0.919, "recall": 0.929, "f1": 0.923}
+REFERENCE_ROUTER = {"precision_weighted": 0.919, "recall_weighted": 0.929, "f1_weighted": 0.923}
 REFERENCE_RERANKER = {"precision": 0.917, "recall": 0.917, "f1": 0.915}
 STAGES = ("embed", "retrieve", "rerank", "route", "generate", "total")
 WARMUP_QUESTIONS = 8
@@ -477,18 +477,22 @@ def report(ip: dict, g: dict, router: dict, reranker: dict, sanity: bool, questi
     print(line)
 
     print()
-    print(f"{'model':<48} {'precision':>9} {'recall':>7} {'f1':>7}   reference p / r / f1")
+    print(f"{'model (weighted averages, as the reference)':<48} {'precision':>9} {'recall':>7} {'f1':>7}   reference p / r / f1")
+    weighted_router = {k: router[f"{k}_weighted"] for k in ("precision", "recall", "f1")}
+    reference_router = {k: REFERENCE_ROUTER[f"{k}_weighted"] for k in ("precision", "recall", "f1")}
     for label, ours, reference in (
-        ("router (5-fold CV, positive: open-source)", router, REFERENCE_ROUTER),
-        (f"reranker tags (80/20, {reranker['test_rows']} test rows, weighted)", reranker, REFERENCE_RERANKER),
+        ("router (5-fold CV)", weighted_router, reference_router),
+        (f"reranker tags (80/20, {reranker['test_rows']} test rows)", reranker, REFERENCE_RERANKER),
     ):
         print(f"{label:<48} {ours['precision']:>9.3f} {ours['recall']:>7.3f} {ours['f1']:>7.3f}   "
               + " / ".join(f"{reference[k]:.3f}" for k in ("precision", "recall", "f1")))
+    print(f"router, open-source label only (binary): p {router['precision']:.3f} r {router['recall']:.3f} "
+          f"f1 {router['f1']:.3f}; routed to the open-source LLM {router['routed_to_oss']:.1%}")
     print("(trained in memory: no artifact written)"
           + ("" if sanity else "; the reranker failed a minimum-functionality check"))
 
     def metrics(ours: dict, reference: dict) -> dict:
-        return {k: round(ours[k], 3) for k in ("precision", "recall", "f1")} | {"reference_f1": reference["f1"]}
+        return {k: round(v, 3) for k, v in ours.items() if isinstance(v, float)} | {"reference": reference}
 
     return {
         "gateway": {"retrieval": g["retrieval"], "query": g["query"]},

@@ -15,7 +15,7 @@ import typer
 from rich.table import Column, Table
 
 from cli.support import INTERRUPTED, NAMED_INDEX, USAGE_ERROR, CountProgress, clear_errors, cli_settings, console, fail
-from cli.train import REFERENCE_ROUTER, metrics_table
+from cli.train import router_table
 from docent.llm import find_llm
 from docent.settings import LLMSettings, Settings
 from docent.types import Fusion, Strategy
@@ -174,8 +174,7 @@ def eval_router(
     if as_json:
         print(json.dumps({"metrics": metrics}))
         return
-    console.print(metrics_table(f"{metrics['rows']} questions (positive: open-source)", metrics, REFERENCE_ROUTER))
-    console.print(f"routed to the open-source LLM: {metrics['routed_to_oss']:.1%}")
+    console.print(router_table(f"{metrics['rows']} questions", metrics))
 
 
 EVAL_RUNS_DIR = Path("eval-runs")

@@ -52,7 +52,8 @@ def train_reranker(pairs: list[tuple[str, str]], base_url: str, seed: int = 1234
     classifier = LogisticRegression(max_iter=1000).fit(vectorizer.fit_transform(train_x), train_y)
     predicted = classifier.predict(vectorizer.transform(test_x))
     precision, recall, f1, _ = precision_recall_fscore_support(test_y, predicted, average="weighted", zero_division=0)
-    metrics = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "test_rows": len(test_y)}
+    metrics = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "average": "weighted",
+               "test_rows": len(test_y)}
     model = LinearTextModel.from_sklearn(
         ARTIFACT_KIND, vectorizer, classifier, {"base_url": base_url, "seed": seed, "metrics": metrics, "rows": len(pairs)}
     )

@@ -47,8 +47,8 @@ def _pipeline():
 
 
 def train_router(rows: list[tuple[str, int]], folds: int = 5, seed: int = 1234) -> tuple[Router, dict[str, float]]:
-    """Cross-validated precision/recall/f1 (positive class: open-source), then a fit on all rows."""
-    from sklearn.model_selection import StratifiedKFold, cross_validate
+    """Cross-validated figures (`routing_scores`, the mean over folds), then a fit on all rows."""
+    from sklearn.model_selection import StratifiedKFold
 
     questions, targets = [q for q, _ in rows], [t for _, t in rows]
     smallest = min(targets.count(OSS), targets.count(STRONG))
@@ -59,8 +59,11 @@ def train_router(rows: list[tuple[str, int]], folds: int = 5, seed: int = 1234) 
         )
     folds = min(folds, smallest)  # a small label set gets fewer folds rather than none
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_validate(_pipeline(), questions, targets, cv=splits, scoring=("precision", "recall", "f1"))
-    metrics = {name: float(scores[f"test_{name}"].mean()) for name in ("precision", "recall", "f1")}
+    per_fold = []
+    for train, test in splits.split(questions, targets):
+        fitted = _pipeline().fit([questions[i] for i in train], [targets[i] for i in train])
+        per_fold.append(routing_scores([targets[i] for i in test], list(fitted.predict([questions[i] for i in test]))))
+    metrics: dict[str, float] = {name: sum(f[name] for f in per_fold) / len(per_fold) for name in per_fold[0]}
     metrics["folds"] = folds
     pipeline = _pipeline().fit(questions, targets)
     vectorizer, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
@@ -69,15 +72,27 @@ def train_router(rows: list[tuple[str, int]], folds: int = 5, seed: int = 1234) 
 
 
 def evaluate_router(router: Router, rows: list[tuple[str, int]]) -> dict[str, float]:
-    from sklearn.metrics import precision_recall_fscore_support
-
     decisions = router.decide([q for q, _ in rows])
     predicted = [OSS if d.use_oss else STRONG for d in decisions]
-    precision, recall, f1, _ = precision_recall_fscore_support([t for _, t in rows], predicted, average="binary", zero_division=0)
-    return {
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-        "rows": len(rows),
-        "routed_to_oss": sum(predicted) / len(predicted),
-    }
+    return routing_scores([t for _, t in rows], predicted) | {"rows": len(rows)}
+
+
+def routing_scores(targets: list[int], predicted: list[int]) -> dict[str, float]:
+    """The router's figures on labelled questions, each named for what it is:
+
+    - `precision_weighted`, `recall_weighted`, `f1_weighted`: averaged over both labels,
+      weighted by their support, as the reference reports them (its 0.919 / 0.929 / 0.923);
+    - `precision`, `recall`, `f1`: of the open-source label alone (binary). It is ~95 % of the
+      rows, so these run higher than the weighted ones and are not comparable with them;
+    - `routed_to_oss`: the share of questions sent to the open-source LLM (the reference: 94.8 %).
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    scores: dict[str, float] = {}
+    for average, suffix in (("binary", ""), ("weighted", "_weighted")):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            targets, predicted, average=average, pos_label=OSS, zero_division=0
+        )
+        scores |= {f"precision{suffix}": float(precision), f"recall{suffix}": float(recall), f"f1{suffix}": float(f1)}
+    scores["routed_to_oss"] = sum(1 for label in predicted if label == OSS) / len(predicted)
+    return scores

@@ -7,7 +7,7 @@ from cli.main import app
 from docent.linear_text import ArtifactError, LinearTextModel
 from docent.routing import Router
 from tests.conftest import SHARED, require
-from training.router import RoutingDataError, evaluate_router, load_routing_rows, train_router
+from training.router import RoutingDataError, evaluate_router, load_routing_rows, routing_scores, train_router
 
 ROWS = [
     ("What is the default batch size for map_batches?", 1),
@@ -37,6 +37,17 @@ def test_router_learns_and_explains_its_decisions(tmp_path):
     assert evaluate_router(loaded, ROWS)["rows"] == len(ROWS)
 
 
+def test_weighted_and_open_source_figures_are_each_what_they_say():
+    # Everything routed to the open-source LLM: its own label looks fine, the average over both does not.
+    scores = routing_scores([1, 1, 1, 0], [1, 1, 1, 1])
+    assert scores["precision"] == pytest.approx(0.75) and scores["recall"] == 1.0
+    assert scores["f1"] == pytest.approx(6 / 7)
+    assert scores["precision_weighted"] == pytest.approx(0.75 * 0.75)  # the strong label's 0 weighs a quarter
+    assert scores["recall_weighted"] == pytest.approx(0.75)
+    assert scores["f1_weighted"] == pytest.approx(0.75 * 6 / 7)
+    assert scores["routed_to_oss"] == 1.0
+
+
 def test_artifacts_refuse_tampering_and_the_wrong_kind(tmp_path):
     router, _ = train_router(ROWS, folds=2)
     path = router.model.save(tmp_path / "router.zip")
@@ -63,11 +74,18 @@ def test_cli_trains_and_evaluates_the_router(tmp_path, monkeypatch):
     trained = runner.invoke(app, ["train", "router", "--data", str(data), "--json"])
     assert trained.exit_code == 0, trained.output
     cv = json.loads(trained.output.strip().splitlines()[-1])["metrics"]
-    assert cv["f1"] > 0.85  # the reference: 0.923 on its own test set
+    assert cv["f1_weighted"] > 0.78  # ~0.82 in 5-fold CV here; the reference: 0.923 (weighted) on its own test set
+    assert cv["f1"] > cv["f1_weighted"]  # the open-source label alone: ~95 % of the rows
+    assert 0.9 < cv["routed_to_oss"] < 1  # the reference: 94.8 %
 
     evaluated = runner.invoke(app, ["eval", "router", "--data", str(data), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads(evaluated.output.strip().splitlines()[-1])["metrics"]["rows"] == 1801
+    scored = json.loads(evaluated.output.strip().splitlines()[-1])["metrics"]
+    assert scored["rows"] == 1801
+    assert {"precision_weighted", "recall_weighted", "f1_weighted", "precision", "recall", "f1", "routed_to_oss"} <= set(scored)
+
+    table = runner.invoke(app, ["eval", "router", "--data", str(data)])
+    assert "f1 (weighted)" in table.output and "open-source label only" in table.output
 
     missing = runner.invoke(app, ["eval", "router", "--data", str(tmp_path / "none.jsonl")])
     assert missing.exit_code == 2 and "not found" in missing.output
