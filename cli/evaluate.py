@@ -24,6 +24,10 @@ from docent.uris import fetch, is_remote, local_target, publish
 DEFAULT_GOLDEN_SECTIONS = 100
 
 
+EvalSetOption = Annotated[
+    str, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}; a path or s3:// URI")
+]
+
 eval_app = typer.Typer(
     help="Score a configuration on an eval set; write reference answers or a golden eval set; score the router.",
     no_args_is_help=True,
@@ -44,9 +48,7 @@ def configured_llm(settings: Settings, name: str | None) -> LLMSettings:
 
 @eval_app.command("references")
 def references(
-    eval_file: Annotated[
-        str, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}; a path or s3:// URI")
-    ],
+    eval_file: EvalSetOption,
     llm: Annotated[
         str | None, typer.Option(help="configured LLM writing the answers (default: evaluation.judge)")
     ] = None,
@@ -182,9 +184,7 @@ EVAL_RUNS_DIR = Path("eval-runs")
 
 @eval_app.command("run")
 def eval_run(
-    eval_file: Annotated[
-        str, typer.Option("--eval", help="eval set: JSON lines (or array) of {question, source}; a path or s3:// URI")
-    ],
+    eval_file: EvalSetOption,
     references: Annotated[
         str | None, typer.Option(help="reference answers: JSON array (or lines) of {question, answer}; a path or s3:// URI")
     ] = None,
