@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli import evaluate, experiment, finetune, flywheel, indexes, keys, serving, slack, train
+from cli import calibrate, evaluate, experiment, finetune, flywheel, indexes, keys, serving, slack, train
 from cli.support import CliState
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command()(indexes.ingest)
 app.command()(indexes.indexes)
 app.command("drop-index")(indexes.drop_index)
 app.command()(indexes.search)
+app.command()(calibrate.calibrate)
 app.command()(serving.serve)
 app.command()(serving.query)
 app.add_typer(train.train_app, name="train")

@@ -50,7 +50,7 @@ class Database:
 
 
 def _sources(answer: Answer) -> str:
-    return json.dumps([s.model_dump(exclude={"text"}) for s in answer.sources])
+    return json.dumps([s.model_dump(exclude={"text", "snippet"}) for s in answer.sources])
 
 
 # Every answer that may have a problem (the flywheel's LoggedAnswer.problems decides which it
@@ -99,10 +99,12 @@ class AnswerStore:
         top_score = max((s.similarity for s in answer.sources if s.similarity is not None), default=None)
         await pool.execute(
             "INSERT INTO answers (id, api_key, question, index_name, answer, sources, top_score, llm, route,"
-            " fallbacks, usage, cost, timings_ms, cached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            " fallbacks, usage, cost, timings_ms, cached, abstained, unsupported_citations)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             answer.answer_id, api_key, answer.question, answer.index, answer.answer, _sources(answer), top_score,
             answer.llm, answer.route.model_dump_json(), json.dumps([f.model_dump() for f in answer.fallbacks]),
             answer.usage.model_dump_json(), answer.cost, json.dumps(answer.timings_ms), answer.cached,
+            answer.abstained, sum(1 for c in answer.citations if not c.supported),
         )
         if time.monotonic() - self._last_purge > _PURGE_INTERVAL_S:
             self._last_purge = time.monotonic()

@@ -96,6 +96,21 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.chunk_ids)
 
+    def unknown_share(self, text: str) -> float:
+        """Share of the text's tokens that no chunk contains (0 for a text without tokens)."""
+        tokens = tokenize(text, self.settings)
+        if not tokens:
+            return 0.0
+        return sum(1 for token in tokens if token not in self._vocabulary) / len(tokens)
+
+    def knows(self, word: str) -> bool:
+        """Whether some chunk contains every token of `word`."""
+        return all(token in self._vocabulary for token in tokenize(word, self.settings))
+
+    @property
+    def _vocabulary(self):
+        return self._engine.idf if self.settings.backend == LexicalBackend.RANK_BM25 else self._engine.vocab_dict
+
     def search(self, query: str, k: int) -> list[LexicalHit]:
         tokens = tokenize(query, self.settings)
         if not tokens or k <= 0 or not len(self.chunk_ids):

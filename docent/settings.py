@@ -151,6 +151,9 @@ class RetrievalSettings(BaseModel):
         Strategy.CHUNKS, description="return chunks, chunks with their neighbours, or their whole sections"
     )
     window: int = Field(1, ge=1, description="neighbours on each side (sentence-window)")
+    continuation_hits: int = Field(
+        3, ge=0, description="top hits that carry the next chunk of their section (the offline answer may continue into it)"
+    )
     section_budget: int = Field(2000, ge=1, description="characters of a section returned (parent-section)")
 
 
@@ -188,6 +191,43 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(2, ge=0, description="retries with backoff on 429, 5xx and timeouts before falling back")
 
 
+class ExtractiveSettings(BaseModel):
+    """The offline answer: the best passage of the best source (services/generator/extractive.py)."""
+
+    embedding: ExtractiveEmbedding = Field(
+        ExtractiveEmbedding.STATIC, description="sentence vectors: the model's static token vectors "
+        "(sub-millisecond) or the full embedding model (tens of ms per sentence on a CPU)"
+    )
+    hits: int = Field(3, ge=1, description="top sources read for a passage")
+    rank_weight: float = Field(
+        0.5, ge=0, description="relevance bonus of source 1 (halved for source 2, a third for 3…): the retriever's order counts"
+    )
+    max_chars: int = Field(600, ge=50, description="longest passage, code aside")
+    max_code_lines: int = Field(20, ge=1, description="lines of a quoted code block before it is cut")
+    keep_ratio: float = Field(
+        0.75, ge=0, le=1, description="a following sentence joins the passage if this share of the best one's relevance"
+    )
+    second_ratio: float = Field(
+        1.1, ge=0, description="a second source's passage needs this share of the first's relevance…"
+    )
+    max_redundancy: float = Field(0.8, ge=-1, le=1, description="…and at most this cosine similarity to it")
+
+
+class AbstentionSettings(BaseModel):
+    """Saying "the docs don't cover this" instead of answering (docent/scope.py)."""
+
+    enabled: bool = Field(True, description="abstain when the index's scope model finds the question out of scope")
+    min_similarity: float = Field(
+        0.35, ge=-1, le=1, description="for an index not calibrated yet: abstain below this best question–chunk similarity"
+    )
+    max_in_scope_abstained: float = Field(
+        0.03, ge=0, lt=1, description="`docent calibrate`: the share of in-scope questions the threshold may abstain on"
+    )
+    regularisation: float = Field(1.0, gt=0, description="`docent calibrate`: inverse L2 strength of the logistic fit")
+    answer: str = Field("The documentation doesn't seem to cover this.", description="what an abstained answer says")
+    nearest_pages: int = Field(3, ge=0, description="pages an abstained answer lists as the nearest")
+
+
 class GenerationSettings(BaseModel):
     llms: list[LLMSettings] = Field(default_factory=list)
     oss_llm: str | None = Field(None, description="name of the LLM the router sends easy questions to")
@@ -198,17 +238,15 @@ class GenerationSettings(BaseModel):
     extractive_fallback: bool = Field(True, description="when every LLM failed, answer extractively")
     temperature: float = 0.0
     context_fraction: float = Field(0.5, gt=0, le=1, description="share of the context length given to retrieved text")
-    extractive_sentences: int = Field(5, ge=1, description="sentences in an answer without an LLM")
-    extractive_embedding: ExtractiveEmbedding = Field(
-        ExtractiveEmbedding.STATIC, description="sentence vectors for the extractive answer: the model's static token vectors "
-        "(sub-millisecond) or the full embedding model (tens of ms per sentence on a CPU)"
-    )
-    extractive_relevance_weight: float = Field(
-        0.7, ge=0, le=1, description="MMR: relevance to the question against difference from sentences already picked"
-    )
+    extractive: ExtractiveSettings = Field(default_factory=lambda: ExtractiveSettings())
     system_prompt: str = (
-        "Answer the query using the context provided. Be succinct. "
-        "Cite the sources you used by their number, like [1]."
+        "Answer the query using only the numbered sources provided. Be succinct. "
+        "Cite the source of each statement by its number, like [1]. "
+        "If the sources do not answer the query, reply only: "
+        "\"The documentation doesn't seem to cover this.\""
+    )
+    citation_threshold: float = Field(
+        0.64, ge=0, le=1, description="a cited claim is supported when its source scores at least this (docent/citations.py; chosen by bench/citations.py)"
     )
 
 
@@ -381,6 +419,7 @@ class Settings(BaseSettings):
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     flywheel: FlywheelSettings = Field(default_factory=FlywheelSettings)
+    abstention: AbstentionSettings = Field(default_factory=AbstentionSettings)
 
     @field_validator("data_dir")
     @classmethod

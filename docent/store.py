@@ -12,7 +12,9 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -312,6 +314,23 @@ class IndexStore:
                 k,
             )
         return [(r["id"], float(r["score"])) for r in rows]
+
+    async def save_scope(self, index: IndexRecord, model: dict[str, Any]) -> None:
+        """Store the index's scope model (`docent calibrate`), replacing any earlier one."""
+        await self.conn.execute(
+            "INSERT INTO index_scopes (index_id, model) VALUES ($1, $2)"
+            " ON CONFLICT (index_id) DO UPDATE SET model = EXCLUDED.model, calibrated_at = now()",
+            index.id,
+            json.dumps(model),
+        )
+
+    async def scope(self, index: IndexRecord) -> tuple[dict[str, Any], datetime] | None:
+        """The stored scope model and when it was calibrated; None for an index not calibrated."""
+        row = await self.conn.fetchrow("SELECT model, calibrated_at FROM index_scopes WHERE index_id = $1", index.id)
+        return None if row is None else (json.loads(row["model"]), row["calibrated_at"])
+
+    async def scope_calibrated_at(self, index: IndexRecord) -> datetime | None:
+        return await self.conn.fetchval("SELECT calibrated_at FROM index_scopes WHERE index_id = $1", index.id)
 
     async def save_lexical(self, index: IndexRecord, revision: int, backend: str, checksum: str, payload: bytes) -> None:
         await self.conn.execute(

@@ -187,11 +187,15 @@ class SearchHit(BaseModel):
     chunk_id: int
     section_title: str = ""
     page_title: str = ""
+    # The section's text right after this chunk (the next chunk, overlap removed), for the top
+    # hits only: where a sentence's "as follows:" continues.
+    continuation: str = ""
 
 
 # --- The query API -------------------------------------------------------------------
 
-EXTRACTIVE_LLM = "extractive"  # the offline answer: sentences of the sources, no LLM
+EXTRACTIVE_LLM = "extractive"  # the offline answer: a passage of the sources, no LLM
+NO_LLM = "none"  # an abstained answer: the question is outside the docs, no LLM was asked
 
 
 class UnknownLLM(UsageError, ValueError):
@@ -220,6 +224,9 @@ class QueryOptions(BaseModel):
     strategy: Strategy | None = Field(None, strict=False)
     rerank: bool | None = Field(None, description="apply the tag reranker (default: when one is trained)")
     llm: str | None = Field(None, description="answer with this LLM (or `extractive`) instead of the router's choice")
+    abstain: bool | None = Field(
+        None, description="say so when the question is outside what the docs cover, without answering (default: abstention.enabled)"
+    )
 
 
 class QueryRequest(BaseModel):
@@ -244,6 +251,8 @@ class Source(BaseModel):
     text: str
     score: float = Field(description="the retriever's ranking score (a fused rank score in hybrid mode)")
     similarity: float | None = Field(None, description="cosine similarity of question and chunk (null: found by BM25 only)")
+    cited: bool = Field(False, description="the answer cites this source")
+    snippet: str = Field("", description="the part of the source the answer used (empty when not cited)")
 
 
 class Usage(BaseModel):
@@ -265,6 +274,13 @@ class Fallback(BaseModel):
 Stage = Literal["embed", "retrieve", "rerank", "route", "generate", "total"]
 
 
+class Citation(BaseModel):
+    sentence: str = Field(description="the claim, as the answer words it, without its citation marks")
+    sources: list[int] = Field(description="the source numbers it cites")
+    supported: bool = Field(description="every cited source says it (score ≥ the threshold)")
+    score: float = Field(description="support by the least supportive cited source, 0–1")
+
+
 class Answer(BaseModel):
     answer_id: str = Field(description="names this answer: send it with feedback (POST /feedback)")
     question: str
@@ -278,6 +294,12 @@ class Answer(BaseModel):
     fallbacks: list[Fallback] = Field(default_factory=list)
     timings_ms: dict[Stage, float]
     cached: bool = Field(False, description="served from the response cache: an earlier identical question's answer")
+    abstained: bool = Field(
+        False, description="the answer says the documentation doesn't cover the question (before any LLM, or the LLM said so)"
+    )
+    citations: list[Citation] = Field(
+        default_factory=list, description="each cited claim of the answer, checked against the sources it cites"
+    )
 
 
 class FeedbackRequest(BaseModel):

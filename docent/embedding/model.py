@@ -158,8 +158,9 @@ class StaticTokenEmbedder:
         transformer = model.model[0].auto_model
         weights = transformer.get_input_embeddings().weight.detach().cpu().numpy().astype(np.float32)
         self.tokenizer = model.model.tokenizer
-        self.special_ids = np.asarray(sorted(set(self.tokenizer.all_special_ids)))
         self.table = weights
+        self.special = np.zeros(len(weights), dtype=bool)  # special tokens carry no meaning: left out
+        self.special[[i for i in self.tokenizer.all_special_ids if i < len(weights)]] = True
         self.name = f"{model.name} (static token vectors)"
         self.dimension = int(weights.shape[1])
         self.max_tokens = None
@@ -170,7 +171,8 @@ class StaticTokenEmbedder:
         ids = self.tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, token_ids in enumerate(ids):
-            token_ids = np.setdiff1d(np.asarray(token_ids, dtype=np.int64), self.special_ids, assume_unique=False)
+            token_ids = np.unique(np.asarray(token_ids, dtype=np.int64))
+            token_ids = token_ids[~self.special[token_ids]]
             if token_ids.size:
                 vectors[row] = self.table[token_ids].mean(axis=0)
         return _normalise(vectors)

@@ -49,7 +49,12 @@ DESCRIPTION = """Answers questions about the indexed documentation with cited so
 `POST /query` returns the whole answer; `/stream` sends it as server-sent events:
 `sources` first, then `token` events (and a `fallback` event when an LLM fails and the
 next one takes over), then `done` with the answer_id, the LLM that answered, token
-usage, cost and timings — or `error` if the answer fails midway. `POST /feedback` rates
+usage, cost and timings, whether the answer abstained, its checked `citations`, and
+which sources it cited with the snippet used — or `error` if the answer fails midway.
+
+A question the documentation doesn't cover gets `abstained: true`: the answer says so and
+lists the nearest pages, without calling an LLM (`llm: "none"`). Each cited claim is
+checked against the sources it cites (`citations[].supported`). `POST /feedback` rates
 an answer by its `answer_id`.
 
 With auth enabled, `/query`, `/stream` and `/feedback` need `Authorization: Bearer KEY`
@@ -323,7 +328,13 @@ def sse(event: str, data: Any) -> bytes:
     return format_sse_event(event=event, data_str=json.dumps(data, separators=(",", ":")))
 
 
-_DONE_FIELDS = {"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached"}
+_DONE_FIELDS = {"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached", "abstained", "citations"}
+
+
+def _done_event(answer: Answer) -> bytes:
+    """`done`: the answer's metadata, its checked citations, and which sources it cited (with the snippet used)."""
+    cited = [{"number": s.number, "cited": s.cited, "snippet": s.snippet} for s in answer.sources]
+    return sse("done", {**answer.model_dump(include=_DONE_FIELDS), "sources": cited})
 
 
 def _sources_event(answer_id: str, question: str, index: str, route, sources) -> bytes:
@@ -340,14 +351,14 @@ async def _replayed_events(answer: Answer, caller: Caller, policies: GatewayPoli
     """A cached answer, as the events of a stream: its whole text in one token event."""
     await _answered(answer, caller, policies, metrics)
     yield _sources_event(answer.answer_id, answer.question, answer.index, answer.route, answer.sources)
-    yield sse("token", {"text": answer.answer}) + sse("done", answer.model_dump(include=_DONE_FIELDS))
+    yield sse("token", {"text": answer.answer}) + _done_event(answer)
 
 
 async def _events(
     pipeline: QueryPipeline, prepared: Prepared, lookup: CacheLookup | None, caller: Caller,
     policies: GatewayPolicies, metrics: GatewayMetrics,
 ) -> AsyncIterator[bytes]:
-    yield _sources_event(prepared.answer_id, prepared.question, prepared.index, prepared.route, prepared.sources)
+    yield _sources_event(prepared.answer_id, prepared.question, prepared.index, prepared.route, prepared.sources())
     parts: list[str] = []
     fallbacks: list[Fallback] = []
     try:
@@ -365,7 +376,7 @@ async def _events(
                     # Logged before `done` goes out: a client may send feedback as soon as it sees the answer_id.
                     await _answered(answer, caller, policies, metrics)
                     await policies.remember(lookup, answer)
-                    frames.append(sse("done", answer.model_dump(include=_DONE_FIELDS)))
+                    frames.append(_done_event(answer))
             yield b"".join(frames)
     except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
         error = classify(exc, pipeline.settings.serving.retry_after_s)

@@ -24,7 +24,9 @@ async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> Qu
 
     retriever = RetrieverService(settings, embedder.embed_query)
     await retriever.start()
-    generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
+    generator = Generator(
+        settings.generation, load_extractive(settings.embedding, settings.generation), not_covered=settings.abstention.answer
+    )
     pipeline = QueryPipeline(settings, retriever, RerankerService(settings), RouterService(settings), LocalGenerator(generator))
     if wait_ready:
         task = retriever.loading.get(settings.index_name)

@@ -17,10 +17,22 @@ from typing import Any
 from docent.errors import UsageError
 from docent.llm import require_llm
 from docent.observability import current_request_id, new_request_id, tracer
+from docent.scope import ScopeVerdict
 from docent.settings import Settings
 from docent.tags import TagPrediction
 from docent.text import page_section_title
-from docent.types import EXTRACTIVE_LLM, Answer, Fallback, QueryRequest, Route, SearchHit, Source, Usage
+from docent.types import (
+    EXTRACTIVE_LLM,
+    NO_LLM,
+    Answer,
+    Fallback,
+    QueryRequest,
+    Route,
+    SearchHit,
+    Source,
+    Usage,
+    page_of,
+)
 from services.gateway.stages import GeneratorStage, RerankerStage, RetrieverStage, RouterStage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 from services.reranker.rerank import rerank
@@ -53,11 +65,21 @@ class Prepared:
     started: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     answer_id: str = ""
+    scope: ScopeVerdict | None = None  # None: not judged
 
     @property
-    def sources(self) -> list[Source]:
+    def out_of_scope(self) -> bool:
+        """The index's scope model says the docs don't cover the question: no LLM is asked."""
+        return self.scope is not None and not self.scope.in_scope
+
+    def sources(self, snippets: dict[int, str] | None = None) -> list[Source]:
+        """The hits as the answer's sources; with `snippets`, those cited say so and show what was used."""
+        snippets = snippets or {}
         return [
-            Source(number=n, source=h.source, title=page_section_title(h.page_title, h.section_title), text=h.text, score=h.score, similarity=h.similarity)
+            Source(
+                number=n, source=h.source, title=page_section_title(h.page_title, h.section_title), text=h.text,
+                score=h.score, similarity=h.similarity, cited=n in snippets, snippet=snippets.get(n, ""),
+            )
             for n, h in enumerate(self.hits, start=1)
         ]
 
@@ -130,7 +152,7 @@ class QueryPipeline:
             "rerank": round(tag_ms + (time.perf_counter() - rerank_started) * 1000, 2),
             "route": round(route_ms, 2),
         }
-        return Prepared(request_id, request.query, result.index, hits, route, started, timings, answer_id)
+        return Prepared(request_id, request.query, result.index, hits, route, started, timings, answer_id, result.scope)
 
     @staticmethod
     async def _timed(stage: str, call) -> tuple[Any, float]:
@@ -170,8 +192,26 @@ class QueryPipeline:
             hits = await self.reranker.cross_rerank(request.query, hits)
         return hits
 
+    def abstention(self, prepared: Prepared) -> list[TokenEvent | FallbackEvent | DoneEvent]:
+        """The answer to an out-of-scope question: says so and lists the nearest pages; no LLM, no cost."""
+        settings = self.settings.abstention
+        pages: dict[str, str] = {}
+        for hit in prepared.hits:
+            pages.setdefault(page_of(hit.source), hit.page_title or page_of(hit.source))
+        nearest = list(pages.items())[: settings.nearest_pages]
+        text = settings.answer
+        if nearest:
+            text += "\n\nThe nearest pages:\n" + "\n".join(f"- [{title}]({url})" for url, title in nearest)
+        prepared.timings_ms["generate"] = 0.0
+        prepared.timings_ms["total"] = _ms_since(prepared.started)
+        done = DoneEvent(llm=NO_LLM, usage=Usage(), cost=0.0, sources_used=0, abstained=True)
+        return [TokenEvent(text), done]
+
     async def events(self, prepared: Prepared) -> AsyncIterator[list[TokenEvent | FallbackEvent | DoneEvent]]:
         """The generator's events in the batches they arrive in; `done` gets the generate and total timings."""
+        if prepared.out_of_scope:
+            yield self.abstention(prepared)
+            return
         started = time.perf_counter()
         # Not made current: a context attached across an async generator's yields cannot be detached cleanly.
         span = tracer().start_span("docent.generate", attributes=_generate_attributes(prepared))
@@ -188,6 +228,9 @@ class QueryPipeline:
 
     async def answer(self, request: QueryRequest) -> Answer:
         prepared = await self.prepare(request)
+        if prepared.out_of_scope:
+            token, done = self.abstention(prepared)
+            return answer_of(prepared, token.text, [], done)
         started = time.perf_counter()
         # Not streamed: the generator returns every event in one message.
         with tracer().start_as_current_span("docent.generate", attributes=_generate_attributes(prepared)) as span:
@@ -222,11 +265,13 @@ def answer_of(prepared: Prepared, text: str, fallbacks: list[Fallback], done: Do
         question=prepared.question,
         index=prepared.index,
         answer=text,
-        sources=prepared.sources,
+        sources=prepared.sources(done.snippets),
         llm=done.llm,
         route=prepared.route,
         usage=done.usage if isinstance(done.usage, Usage) else Usage.model_validate(done.usage),
         cost=done.cost,
         fallbacks=fallbacks,
         timings_ms=prepared.timings_ms,
+        abstained=done.abstained,
+        citations=done.citations,
     )

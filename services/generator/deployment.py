@@ -20,7 +20,9 @@ class GeneratorDeployment:
     def __init__(self, settings: Settings):
         send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
         # Always loaded: a request may ask for the extractive answer by name.
-        self.generator = Generator(settings.generation, load_extractive(settings.embedding, settings.generation))
+        self.generator = Generator(
+            settings.generation, load_extractive(settings.embedding, settings.generation), not_covered=settings.abstention.answer
+        )
         self.answers = Counter("docent_generated_answers", "Answers by the LLM that gave them", tag_keys=("llm",))
         self.tokens = Counter("docent_generated_tokens", "Tokens by LLM and kind", tag_keys=("llm", "kind"))
         self.cost = Counter("docent_generated_cost_dollars", "Estimated LLM cost", tag_keys=("llm",))

@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from docent.citations import CitationChecker, best_sentence, claims
 from docent.errors import UpstreamFailure
 from docent.llm import LLMClient, LLMFailure, open_llm, require_llm
+from docent.scope import says_not_covered
 from docent.settings import GenerationSettings, LLMSettings
 from docent.tokenizer import Tokenizer, load_tokenizer
 from docent.types import EXTRACTIVE_LLM as EXTRACTIVE
-from docent.types import Fallback, SearchHit, Usage
+from docent.types import Citation, Fallback, SearchHit, Usage
 from services.generator.extractive import ExtractiveGenerator
 from services.generator.prompt import build_messages
 
-NO_PASSAGE_ANSWER = "No passage of the documentation relevant to this question was found."
 _PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
 
 
@@ -46,6 +47,9 @@ class DoneEvent:
     usage: Usage
     cost: float
     sources_used: int  # the answer saw (and may cite) sources 1 … sources_used
+    abstained: bool = False  # the answer says the sources don't cover the question
+    citations: list[Citation] = field(default_factory=list)
+    snippets: dict[int, str] = field(default_factory=dict)  # source number → the part of it the answer used
 
 
 GenerationEvent = TokenEvent | FallbackEvent | DoneEvent
@@ -70,9 +74,13 @@ class Generator:
         extractive: ExtractiveGenerator | None,
         clients: dict[str, LLMClient] | None = None,
         tokenizers: dict[str, Tokenizer] | None = None,
+        not_covered: str = "The documentation doesn't seem to cover this.",
     ):
         self.settings = settings
         self.extractive = extractive
+        self.not_covered = not_covered  # what an answer says when the sources don't answer
+        embedder = extractive.embedder if extractive is not None else None
+        self.checker = CitationChecker(embedder, settings.citation_threshold)
         self._llms: dict[str, LLMSettings] = {llm.name: llm for llm in settings.llms}
         self._clients: dict[str, LLMClient] = dict(clients or {})
         self._tokenizers: dict[str, Tokenizer] = dict(tokenizers or {})
@@ -102,10 +110,13 @@ class Generator:
         chain = self.chain(llm)
         failures: list[Fallback] = []
         for position, name in enumerate(chain):
-            streamed = False
+            streamed: list[str] = []
             try:
                 async for event in self._answer_with(name, question, hits):
-                    streamed = streamed or isinstance(event, TokenEvent)
+                    if isinstance(event, TokenEvent):
+                        streamed.append(event.text)
+                    elif isinstance(event, DoneEvent):
+                        event = await asyncio.to_thread(self.checked, event, "".join(streamed), hits)
                     yield event
                 return
             except LLMFailure as failure:
@@ -119,6 +130,25 @@ class Generator:
     async def generate_all(self, question: str, hits: Sequence[SearchHit], llm: str) -> list[GenerationEvent]:
         """The whole answer's events at once: for callers that do not stream (one message, not one per token)."""
         return [event async for event in self.generate(question, hits, llm)]
+
+    def checked(self, done: DoneEvent, answer: str, hits: Sequence[SearchHit]) -> DoneEvent:
+        """`done` with the answer's citations checked, the snippets of the sources it cites,
+        and whether it says the sources don't cover the question."""
+        texts = [hit.text for hit in hits]
+        citations = self.checker.check(answer, texts)
+        snippets: dict[int, list[str]] = {}
+        for claim in claims(answer):
+            for number in claim.sources:
+                if 1 <= number <= len(texts):
+                    sentence = best_sentence(claim.text, texts[number - 1])
+                    if sentence not in snippets.setdefault(number, []):
+                        snippets[number].append(sentence)
+        return replace(
+            done,
+            abstained=says_not_covered(answer, self.not_covered),
+            citations=citations,
+            snippets={number: " … ".join(parts) for number, parts in snippets.items()},
+        )
 
     def cost(self, llm: str, usage: Usage) -> float:
         settings = self._llms.get(llm)
@@ -162,7 +192,7 @@ class Generator:
         assert self.extractive is not None  # chain() only lists it when there is one
         # Embedding the sentences is CPU-bound: a thread keeps the event loop serving others.
         answer = await asyncio.to_thread(self.extractive.answer, question, hits)
-        pieces = list(answer.tokens()) if answer.sentences else re.findall(r"\S+\s*", NO_PASSAGE_ANSWER)
+        pieces = list(answer.tokens()) if answer.passages else re.findall(r"\S+\s*", self.not_covered)
         for piece in pieces:
             yield TokenEvent(piece)
         usage = Usage(prompt_tokens=0, completion_tokens=len(pieces))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import numpy as np
 
 from docent.lexical import LexicalIndex, LexicalIndexError
+from docent.scope import ScopeFeatures, ScopeModel, scope_features
 from docent.sections import around, join_pieces
 from docent.settings import LexicalSettings, RetrievalSettings
 from docent.store import IndexRecord, IndexStore
@@ -56,17 +58,27 @@ class Retriever:
         settings: RetrievalSettings,
         ef_search: int,
         revision: int = 0,
+        scope: ScopeModel | None = None,
+        calibrated_at: datetime | None = None,
     ):
         self.pool, self.index, self.lexical, self.settings, self.ef_search = pool, index, lexical, settings, ef_search
         self.revision = revision  # of the index when loaded: a later ingest changes it
+        self.scope, self.calibrated_at = scope, calibrated_at  # None: not calibrated (when loaded)
 
     @classmethod
     async def load(
         cls, pool: asyncpg.Pool, index: IndexRecord, settings: RetrievalSettings, lexical: LexicalSettings, ef_search: int
     ) -> Retriever:
         async with pool.acquire() as conn:
-            revision = await IndexStore(conn).revision(index)
-        return cls(pool, index, await load_lexical_index(pool, index, lexical), settings, ef_search, revision)
+            store = IndexStore(conn)
+            revision = await store.revision(index)
+            stored_scope = await store.scope(index)
+        scope, calibrated_at = (ScopeModel.model_validate(stored_scope[0]), stored_scope[1]) if stored_scope else (None, None)
+        lexical_index = await load_lexical_index(pool, index, lexical)
+        return cls(pool, index, lexical_index, settings, ef_search, revision, scope, calibrated_at)
+
+    def scope_features(self, query: str, hits: list[SearchHit]) -> ScopeFeatures:
+        return scope_features(query, hits, self.lexical)
 
     def candidates(self, request: RetrievalRequest) -> int:
         return max(self.settings.candidates, request.k, request.lexical_k)
@@ -95,6 +107,7 @@ class Retriever:
             lexical = [(chunk_id, score) for chunk_id, score in lexical if chunk_id in chunks]
             ranked = self._combine(semantic, lexical, request, lambda chunk_id: page_of(chunks[chunk_id].source))
             texts = await self._texts(store, ranked, chunks, request.strategy)
+            continuations = await self._continuations(store, ranked, request.strategy)
         similarities = dict(semantic)
         return [
             SearchHit(
@@ -106,6 +119,7 @@ class Retriever:
                 chunk_id=chunk_id,
                 section_title=chunks[chunk_id].section_title,
                 page_title=chunks[chunk_id].page_title,
+                continuation=continuations.get(chunk_id, ""),
             )
             for rank, (chunk_id, score) in enumerate(ranked, start=1)
         ]
@@ -122,6 +136,20 @@ class Retriever:
             pieces, position = sections[chunk_id]
             texts[chunk_id] = join_pieces(around(pieces, position, budget) if budget else pieces)
         return texts
+
+    async def _continuations(self, store: IndexStore, ranked: Ranked, strategy: Strategy) -> dict[int, str]:
+        """The text after each of the top chunks in its section (what an answer quoting its last
+        sentence may need); wider strategies' texts already hold their neighbours."""
+        top = [chunk_id for chunk_id, _ in ranked[: self.settings.continuation_hits]]
+        if strategy != Strategy.CHUNKS or not top:
+            return {}
+        sections = await store.section_context(self.index, top, 1)
+        following = {}
+        for chunk_id in top:
+            pieces, position = sections[chunk_id]
+            if position + 1 < len(pieces):
+                following[chunk_id] = join_pieces(pieces[position : position + 2])[len(pieces[position].text) :].lstrip("\n")
+        return following
 
     def _combine(self, semantic: Ranked, lexical: Ranked, request: RetrievalRequest, page) -> Ranked:
         per_page = self.settings.max_chunks_per_page

@@ -17,6 +17,7 @@ import asyncpg
 import numpy as np
 
 from docent.db import CONNECTION_ERRORS, DatabaseError, DatabaseUnavailable, create_pool
+from docent.scope import ScopeModel, ScopeVerdict
 from docent.settings import Settings
 from docent.store import IndexStore
 from docent.types import QueryOptions, RetrievalMode, SearchHit, Strategy
@@ -38,6 +39,7 @@ class RetrievalResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     mode: RetrievalMode = RetrievalMode.HYBRID  # as resolved for this request
     strategy: Strategy = Strategy.CHUNKS
+    scope: ScopeVerdict | None = None  # None: not judged (abstention off)
 
 
 class RetrieverService:
@@ -114,13 +116,26 @@ class RetrieverService:
                 embed_ms = (time.perf_counter() - started) * 1000
             searched = time.perf_counter()
             hits = await retriever.search(request, lexical)
+            scope = self._judge_scope(retriever, query, hits) if self._abstains(options) else None
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
         timings = {"embed": embed_ms, "retrieve": (time.perf_counter() - searched) * 1000}
-        return RetrievalResult(name, hits, timings, request.mode, request.strategy)
+        return RetrievalResult(name, hits, timings, request.mode, request.strategy, scope)
+
+    def _abstains(self, options: QueryOptions) -> bool:
+        return self.settings.abstention.enabled if options.abstain is None else options.abstain
+
+    def _judge_scope(self, retriever: Retriever, query: str, hits: list[SearchHit]) -> ScopeVerdict:
+        """The index's calibrated scope model, else the best similarity against the configured floor."""
+        model = retriever.scope or ScopeModel.similarity_only(self.settings.abstention.min_similarity)
+        features = retriever.scope_features(query, hits)
+        score = model.score(features)
+        return ScopeVerdict(
+            in_scope=score >= model.threshold, score=round(score, 4), threshold=model.threshold, calibrated=retriever.scope is not None
+        )
 
     async def ready(self) -> dict[str, str]:
         """What stands between this service and answering: empty when nothing does."""
@@ -159,7 +174,8 @@ class RetrieverService:
                 if index is None:
                     self.retrievers.pop(name)
                     continue
-                if index == retriever.index and await store.revision(index) == retriever.revision:
+                unchanged = index == retriever.index and await store.revision(index) == retriever.revision
+                if unchanged and await store.scope_calibrated_at(index) == retriever.calibrated_at:
                     continue
             s = self.settings
             self.retrievers[name] = await Retriever.load(pool, index, s.retrieval, s.lexical, s.database.hnsw_ef_search)

@@ -13,9 +13,8 @@ from docent.llm import LLMFailure
 from docent.settings import EmbeddingSettings, GenerationSettings, LLMSettings
 from docent.tokenizer import load_tokenizer
 from docent.types import SearchHit, UnknownLLM, Usage
-from services.generator.extractive import ExtractiveGenerator
+from services.generator.extractive import ExtractiveGenerator, passage_settings
 from services.generator.generator import (
-    NO_PASSAGE_ANSWER,
     DoneEvent,
     FallbackEvent,
     GenerationFailed,
@@ -44,7 +43,7 @@ HITS = [
 
 @pytest.fixture(scope="module")
 def extractive():
-    return ExtractiveGenerator(load_embedder(EmbeddingSettings(device="cpu")), sentences=2, diversity_weight=0.7)
+    return ExtractiveGenerator(load_embedder(EmbeddingSettings(device="cpu")), passage_settings(GenerationSettings()))
 
 
 @pytest.fixture
@@ -213,8 +212,10 @@ async def test_extractive_without_a_relevant_sentence_says_so(make_generator, ex
     short = [HITS[0].model_copy(update={"text": "Too short."})]
     events = await collect(make_generator([], extractive).generate("anything?", short, "extractive"))
 
-    assert text_of(events) == NO_PASSAGE_ANSWER
-    assert done_of(events).usage.completion_tokens == len(NO_PASSAGE_ANSWER.split())
+    not_covered = "The documentation doesn't seem to cover this."
+    assert text_of(events) == not_covered
+    assert done_of(events).usage.completion_tokens == len(not_covered.split())
+    assert done_of(events).abstained and done_of(events).citations == []
 
 
 def test_the_chain_is_chosen_then_fallbacks_then_extractive(llm_server, extractive):
