@@ -3,6 +3,12 @@
 Answers arrive as Markdown; Slack shows `mrkdwn`, so `to_mrkdwn` converts them. Long
 answers are split by `split_message` at paragraph, line or word boundaries, never inside
 a link or an entity, closing and reopening a code block that a cut falls into.
+
+Under an answer's last part (`final_blocks`): the claims whose cited source does not seem
+to say them, the sources the answer cites (each with the passage it used), the others
+folded into one line, the LLM and the feedback buttons. An answer saying the docs don't
+cover the question (`abstained`) looks different: a "Not in the docs" line above it, the
+nearest pages, and no sources.
 """
 
 from __future__ import annotations
@@ -28,6 +34,15 @@ EMPTY_QUESTION = (
 )
 
 _FENCE = "```"
+
+SNIPPET_CHARS = 200  # of a cited source's snippet
+TITLE_CHARS = 80  # of a source's title in the folded line
+CLAIM_CHARS = 100  # of an unsupported claim quoted
+MORE_SOURCES_LISTED = 5  # uncited sources named in the folded line; the others are counted
+NEAREST_PAGES = 3
+CONTEXT_TEXT_LIMIT = 2000  # a context block's text element may hold at most 3000 characters
+NOT_IN_THE_DOCS = "🔍 *Not in the docs*"
+UNSUPPORTED = "⚠️"
 
 
 # --- the question ---------------------------------------------------------------------
@@ -184,17 +199,51 @@ def text_blocks(part: str) -> list[dict[str, Any]]:
     return [section(part)]
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, shortened to about `limit` characters at a word."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit * 0.6 else cut).rstrip(" ,;:.…-") + "…"
+
+
+def source_link(source: dict[str, Any], number: bool = True, title_chars: int | None = None) -> str:
+    """A source as a link to its section (`[n] title`), or its title and path when it has no URL."""
+    title = " ".join(str(source.get("title") or "").split()) or "untitled"
+    if title_chars:
+        title = shorten(title, title_chars)
+    label = escape(f"[{source.get('number')}] {title}" if number else title)
+    url = str(source.get("source") or "")
+    if re.match(r"https?://", url):
+        return f"<{url.replace('|', '%7C').replace('>', '%3E')}|{label.replace('|', '¦')}>"
+    return f"{label} `{escape(url)}`" if url else label  # indexed without a base URL: a path, not a link
+
+
+def settled_sources(sources: list[dict[str, Any]], done: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `sources` event's sources with what `done` says of each: cited or not, and the snippet used."""
+    said = {s.get("number"): s for s in done.get("sources") or [] if isinstance(s, dict)}
+    settled = []
+    for i, source in enumerate(sources):
+        number = source.get("number", i + 1)
+        known = said.get(number, {})
+        snippet = known.get("snippet")
+        settled.append({
+            **source, "number": number, "cited": known.get("cited") is True,
+            "snippet": snippet if isinstance(snippet, str) else "",
+        })
+    return settled
+
+
 def sources_text(sources: list[dict[str, Any]], limit: int = SECTION_TEXT_LIMIT) -> str:
-    """`*Sources*` and one numbered link per source, within a section's limit."""
+    """`*Sources*` and one numbered link per source, each with its snippet quoted, within a section's limit."""
     lines = ["*Sources*"]
     for i, source in enumerate(sources):
-        title = " ".join(str(source.get("title") or "").split()) or "untitled"
-        label = escape(f"[{source.get('number', i + 1)}] {title}")
-        url = str(source.get("source") or "")
-        if re.match(r"https?://", url):
-            line = f"<{url.replace('|', '%7C').replace('>', '%3E')}|{label.replace('|', '¦')}>"
-        else:  # indexed without a base URL: a path, not a link
-            line = f"{label} `{escape(url)}`" if url else label
+        line = source_link({"number": i + 1, **source})
+        snippet = shorten(str(source.get("snippet") or ""), SNIPPET_CHARS)
+        if snippet:
+            line += f"\n> {escape(snippet)}"
         more = f"… and {len(sources) - i} more"
         if len("\n".join([*lines, line])) + len(more) + 1 > limit:
             lines.append(more)
@@ -203,10 +252,56 @@ def sources_text(sources: list[dict[str, Any]], limit: int = SECTION_TEXT_LIMIT)
     return "\n".join(lines)
 
 
+def more_sources_text(sources: list[dict[str, Any]], any_cited: bool) -> str:
+    """The sources the answer did not cite, folded into one line: `+N more: <url|title> · …`."""
+    head = f"+{len(sources)} more: " if any_cited else "Sources (none cited): "
+    listed: list[str] = []
+    for source in sources[:MORE_SOURCES_LISTED]:
+        link = source_link(source, number=False, title_chars=TITLE_CHARS)
+        if len(head) + len(" · ".join([*listed, link])) > CONTEXT_TEXT_LIMIT:
+            break
+        listed.append(link)
+    rest = len(sources) - len(listed)
+    return head + " · ".join(listed) + (f" · and {rest} others" if rest else "")
+
+
+def unsupported_text(citations: list[dict[str, Any]]) -> str:
+    """A line per cited claim that its source does not seem to say (`supported: false`)."""
+    lines = []
+    for citation in citations:
+        if not isinstance(citation, dict) or citation.get("supported") is not False:
+            continue
+        numbers = [str(n) for n in citation.get("sources") or []]
+        marks = f"[{', '.join(numbers)}]"
+        by = "its source" if len(numbers) == 1 else "its sources"
+        claim = shorten(str(citation.get("sentence") or ""), CLAIM_CHARS)
+        line = f"{UNSUPPORTED} {marks} not supported by {by}" + (f": “{escape(claim)}”" if claim else "")
+        if len("\n".join([*lines, line])) > CONTEXT_TEXT_LIMIT:
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def nearest_pages_text(sources: list[dict[str, Any]]) -> str:
+    """The pages (not sections) of the first sources, for an abstained answer that names none itself."""
+    pages: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        page = str(source.get("source") or "").split("#", 1)[0]
+        if page and page not in pages:
+            pages[page] = {"source": page, "title": str(source.get("title") or "").split(" > ", 1)[0]}
+    links = [source_link(p, number=False, title_chars=TITLE_CHARS) for p in list(pages.values())[:NEAREST_PAGES]]
+    return f"The nearest pages: {' · '.join(links)}" if links else ""
+
+
 def footer_text(done: dict[str, Any]) -> str:
     """The LLM that answered (and the ones that failed before it)."""
     llm = escape(str(done.get("llm") or "unknown"))
-    text = "Answered from the docs' own sentences (no LLM)" if llm == "extractive" else f"Answered by *{llm}*"
+    if llm == "extractive":
+        text = "Answered with a passage of the docs (no LLM)"
+    elif llm == "none":
+        text = "Searched the docs; no LLM was asked"
+    else:
+        text = f"Answered by *{llm}*"
     failed = [escape(str(f.get("llm"))) for f in done.get("fallbacks") or []]
     if failed:
         text += f" after {', '.join(failed)} failed"
@@ -235,10 +330,29 @@ def feedback_actions(answer_id: str) -> dict[str, Any]:
 def final_blocks(
     part: str, sources: list[dict[str, Any]], done: dict[str, Any], answer_id: str | None
 ) -> list[dict[str, Any]]:
-    """The last part of an answer: its text, the sources as links, the LLM, the feedback buttons."""
-    blocks = [section(part)]
-    if sources:
-        blocks.append(section(sources_text(sources)))
+    """The last part of an answer: its text, the claims its sources don't support, the cited sources
+    with their snippets, the others in one line, the LLM, the feedback buttons.
+
+    `sources` are the `sources` event's; `done` (the `done` event) says which were cited. An
+    abstained answer gets a "Not in the docs" line above it and its nearest pages, no sources.
+    """
+    sources = settled_sources(sources, done)
+    if done.get("abstained"):
+        blocks = [context(NOT_IN_THE_DOCS), section(part)]
+        nearest = "" if "<http" in part else nearest_pages_text(sources)
+        if nearest:
+            blocks.append(context(nearest))
+    else:
+        blocks = [section(part)]
+        unsupported = unsupported_text(done.get("citations") or [])
+        if unsupported:
+            blocks.append(context(unsupported))
+        cited = [s for s in sources if s["cited"]]
+        rest = [s for s in sources if not s["cited"]]
+        if cited:
+            blocks.append(section(sources_text(cited)))
+        if rest:
+            blocks.append(context(more_sources_text(rest, bool(cited))))
     blocks.append(context(footer_text(done)))
     if answer_id:
         blocks.append(feedback_actions(answer_id))

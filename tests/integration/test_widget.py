@@ -1,13 +1,16 @@
 """The web widget in a real browser (Debian's Chromium) against the served gateway.
 
 Real Ray Serve, PostgreSQL and API keys; the LLMs are the test server. A second small
-HTTP server plays a docs site of another origin that embeds `/widget.js`.
+HTTP server plays a docs site of another origin that embeds `/widget.js`. One test feeds
+the page a written event stream instead (Playwright's routing), to check the widget's
+Markdown, snippets and citation marks on an answer the test LLMs don't write.
 `DOCENT_UPDATE_SCREENSHOTS=1` also writes the screenshot of `/` to docs/images/widget.png.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -41,6 +44,10 @@ ANSWER_WITHIN_MS = 20_000
 QUESTION = "How many times is a failed job retried, and how long between attempts?"
 RETRIES_PAGE = f"{BASE_URL}guide/configuration.html"
 ECHO_ANSWER_START = "Ray Serve scales deployments [1]."  # what the test server's `echo` LLM says
+UNSUPPORTED = "the cited source does not seem to say this"  # what an unsupported citation mark's tooltip says
+# No index calibrated: the gateway abstains when the best similarity is under 0.35, as for this.
+OFF_TOPIC_QUESTION = "What does the enterprise plan cost?"
+NOT_COVERED = "The documentation doesn't seem to cover this."
 RATE_LIMIT = 20  # questions per key and minute: the rate-limit test reaches it, no other test does
 CHUNKING = {"chunk_size": 200, "chunk_overlap": 20}
 # An index of one page whose title is markup, which the widget must show as text. Nothing
@@ -195,11 +202,31 @@ async def test_the_page_streams_an_answer_with_sources_and_stores_a_thumbs_down(
     assert (await answer.get_attribute("aria-live")) == "polite" and (await answer.get_attribute("aria-busy")) == "false"
     answer_text = await answer.text_content()
     assert answer_text.startswith(ECHO_ANSWER_START)
-    sources = page.get_by_role("region", name="Sources").get_by_role("link")
-    first_source = await sources.first.get_attribute("href")
-    assert first_source.startswith(RETRIES_PAGE) and await sources.count() > 1
-    assert (await sources.first.text_content()).endswith("Retries and backoff")
-    assert (await answer.get_by_role("link", name="source 1").get_attribute("href")) == first_source  # [1] links
+    assert "docent-abstained" not in await answer.get_attribute("class")
+    assert await page.locator(".docent-notice").is_hidden()
+
+    # The cited source first, with the passage of it the answer was checked against; the others folded away.
+    sources = page.get_by_role("region", name="Sources")
+    cited = sources.locator(".docent-cited > li")
+    assert await cited.count() == 1 and (await cited.get_attribute("value")) == "1"
+    first_source = await cited.get_by_role("link").get_attribute("href")
+    assert first_source.startswith(RETRIES_PAGE)
+    assert (await cited.get_by_role("link").text_content()).endswith("Retries and backoff")
+    snippet = await cited.locator(".docent-snippet").text_content()
+    assert "retried" in snippet and len(snippet) <= 201
+    more = sources.locator("details.docent-more")
+    folded = more.locator("li")
+    assert await folded.count() >= 1 and (await more.locator("summary").text_content()) == f"{await folded.count()} more sources"
+    assert not await more.evaluate("d => d.open") and await folded.first.is_hidden()
+    assert "1" not in [await item.get_attribute("value") for item in await folded.all()]
+    await more.locator("summary").click()
+    assert await folded.first.is_visible()
+    await more.locator("summary").click()  # folded again, as the screenshot shows it
+
+    # [1] links to the source; echo's claim (about Ray Serve) is not what the retries section says: marked.
+    mark = answer.get_by_role("link", name="source 1")
+    assert (await mark.get_attribute("href")) == first_source
+    assert "docent-unsupported" in await mark.get_attribute("class") and (await mark.get_attribute("title")) == UNSUPPORTED
     assert (await page.locator(".docent-llm").text_content()) == "Answered by echo"
 
     await page.get_by_role("button", name="Not helpful").click()
@@ -211,6 +238,112 @@ async def test_the_page_streams_an_answer_with_sources_and_stores_a_thumbs_down(
     if os.environ.get("DOCENT_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tmp_path / "widget.png", SCREENSHOT)
+
+
+async def test_a_question_the_docs_do_not_cover_looks_different_and_lists_the_nearest_pages(gateway, key, page, db):
+    await page.goto(f"{gateway.url}/#key={key.secret}")
+    await _ask(page, OFF_TOPIC_QUESTION)
+    notice = page.locator(".docent-notice")
+    await notice.wait_for(timeout=ANSWER_WITHIN_MS)
+    assert (await notice.text_content()) == "Not in the docs"
+
+    answer = page.locator(".docent-answer")
+    assert "docent-abstained" in await answer.get_attribute("class")
+    assert (await answer.locator("p").first.text_content()) == NOT_COVERED
+    nearest = answer.locator("li").get_by_role("link")
+    assert 1 <= await nearest.count() <= 3
+    for link in await nearest.all():
+        href = await link.get_attribute("href")
+        assert href.startswith(BASE_URL) and "#" not in href  # pages, not sections
+    assert await page.get_by_role("region", name="Sources").count() == 0  # hidden: nothing was cited
+    assert (await page.locator(".docent-llm").text_content()) == "Not answered: no language model was asked"
+
+    await page.get_by_role("button", name="Helpful", exact=True).click()  # still rated like any answer
+    await page.get_by_text("Thanks for your feedback!").wait_for()
+    assert [(question, rating) for question, _, rating in await _feedback_of(db, key)] == [(OFF_TOPIC_QUESTION, "up")]
+
+
+# An answer as an LLM could write it: Markdown, markup that must stay text, a link that must not be one,
+# and two claims of source 1 its checks support, one of source 2 they don't.
+MARKDOWN_ANSWER = (
+    "Set **max_retries** in `orbit.yaml` [1]:\n\n"
+    "```yaml\nmax_retries: 5  # <b>not bold</b>\n```\n\n"
+    "- Waits `backoff_seconds * 2**attempt` between attempts [1].\n"
+    "- Ray Serve scales deployments [2].\n\n"
+    "See [the guide](https://orbit.example/docs/guide/configuration.html), not [this](javascript:alert(1)).\n"
+    "<img src=x onerror=window.__docentInjected=1> [7]"
+)
+MARKDOWN_CITATIONS = [
+    {"sentence": "Set **max_retries** in `orbit.yaml`", "sources": [1], "supported": True, "score": 0.9},
+    {"sentence": "Waits `backoff_seconds * 2**attempt` between attempts", "sources": [1], "supported": True, "score": 0.8},
+    {"sentence": "Ray Serve scales deployments", "sources": [2], "supported": False, "score": 0.2},
+]
+LONG_SNIPPET = "A failed job is retried up to max_retries times (default 3), waiting backoff_seconds * 2**attempt " * 4
+
+
+def _written_stream(answer: str, citations: list[dict]) -> str:
+    """/stream's events for `answer` (word by word) over three sources, 1 and 2 of them cited."""
+    sources = [
+        {"number": n, "source": f"{BASE_URL}guide/page-{n}.html#s", "title": f"Page {n} > Section {n}", "text": "…",
+         "score": 1 / n, "similarity": 0.6, "cited": False, "snippet": ""}
+        for n in (1, 2, 3)
+    ]
+    done = {
+        "answer_id": "written", "llm": "echo", "route": {"llm": "echo", "reason": "test"}, "usage": {}, "cost": 0.0,
+        "fallbacks": [], "timings_ms": {}, "cached": False, "abstained": False, "citations": citations,
+        "sources": [{"number": 1, "cited": True, "snippet": LONG_SNIPPET},
+                    {"number": 2, "cited": True, "snippet": "Deployments scale."},
+                    {"number": 3, "cited": False, "snippet": ""}],
+    }
+    events = [("sources", {"answer_id": "written", "sources": sources})]
+    events += [("token", {"text": word}) for word in re.findall(r"\S+\s*", answer)]
+    events.append(("done", done))
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+async def test_the_answer_s_markdown_renders_safely_with_its_citations_marked(gateway, page):
+    async def written(route):
+        await route.fulfill(status=200, content_type="text/event-stream", body=_written_stream(MARKDOWN_ANSWER, MARKDOWN_CITATIONS))
+
+    await page.route("**/stream", written)
+    await page.goto(f"{gateway.url}/")
+    await _ask(page, "How do I configure retries?")
+    await page.get_by_text("Answered by").wait_for(timeout=ANSWER_WITHIN_MS)
+
+    answer = page.locator(".docent-answer")
+    assert (await answer.locator("strong").text_content()) == "max_retries"
+    assert (await answer.locator("p code").first.text_content()) == "orbit.yaml"
+    code = answer.locator("pre > code")
+    assert await code.count() == 1 and (await code.text_content()) == "max_retries: 5  # <b>not bold</b>"
+    assert (await code.get_attribute("class")) == "language-yaml"
+    items = answer.locator("ul > li")
+    assert await items.count() == 2
+    assert (await items.first.locator("code").text_content()) == "backoff_seconds * 2**attempt"
+    guide = answer.get_by_role("link", name="the guide")
+    assert (await guide.get_attribute("href")) == f"{BASE_URL}guide/configuration.html"
+    assert await answer.locator("a[href^='javascript']").count() == 0
+    assert "[this](javascript:alert(1))" in await answer.text_content()
+    assert "<img src=x onerror=window.__docentInjected=1> [7]" in await answer.text_content()  # markup, and no source 7
+    assert await page.locator(".docent-host").evaluate("h => h.shadowRoot.querySelectorAll('img, b').length") == 0
+    assert await page.evaluate("window.__docentInjected") is None
+
+    # The claims of source 1 are supported; the one of source 2 is not, and its mark says so.
+    supported = answer.get_by_role("link", name="source 1")
+    assert await supported.count() == 2
+    assert ["docent-unsupported" in await mark.get_attribute("class") for mark in await supported.all()] == [False, False]
+    doubted = answer.locator(".docent-unsupported")
+    assert await doubted.count() == 1 and (await doubted.text_content()) == "2"
+    assert (await doubted.get_attribute("title")) == UNSUPPORTED
+    assert UNSUPPORTED in await doubted.get_attribute("aria-label")
+
+    # Cited sources first, in order, each with its snippet (a long one shortened); the rest folded.
+    cited = page.locator(".docent-cited > li")
+    assert [await item.get_attribute("value") for item in await cited.all()] == ["1", "2"]
+    long_snippet = await cited.first.locator(".docent-snippet").text_content()
+    assert long_snippet.endswith("…") and len(long_snippet) <= 201 and LONG_SNIPPET.startswith(long_snippet[:-1])
+    assert (await cited.nth(1).locator(".docent-snippet").text_content()) == "Deployments scale."
+    assert (await page.locator(".docent-more summary").text_content()) == "1 more source"
+    assert await page.locator(".docent-more li").get_attribute("value") == "3"
 
 
 async def test_a_docs_site_of_another_origin_embeds_the_floating_widget(gateway, key, docs_site, page, db):

@@ -1,4 +1,8 @@
-"""The Slack bot's pure parts: questions, Markdown to mrkdwn, splitting, blocks; `docent slack`'s token checks."""
+"""The Slack bot's pure parts: questions, Markdown to mrkdwn, splitting, blocks; `docent slack`'s token checks.
+
+The final blocks are built from hand-made `Answer`s, sent through the shape of /stream's events
+(`streamed`): the `sources` event names every source uncited, `done` says which were cited.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from cli.slack import slack
 from clients.slack import messages
 from clients.slack.bot import MissingTokens, SlackTokens
 from docent.settings import SlackSettings
+from docent.types import Answer, Citation, Route, Source, Usage
 
 
 def test_the_question_is_the_message_without_the_bot_s_mention_and_markup():
@@ -87,15 +92,64 @@ def test_every_part_fits_and_nothing_is_lost(text, limit):
         assert re.sub(r"\s", "", "".join(parts)) == re.sub(r"\s", "", text)
 
 
-def test_the_final_message_has_the_sources_as_links_the_llm_and_feedback_buttons():
+DONE_FIELDS = {"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached", "abstained", "citations"}
+NOT_COVERED = "The documentation doesn't seem to cover this."
+
+
+def an_answer(
+    text: str, snippets: dict[int, str] | None = None, citations: list[Citation] | None = None, *,
+    sources: int = 6, abstained: bool = False, llm: str = "echo", urls: dict[int, str] | None = None,
+) -> Answer:
+    """An answer over `sources` sources, those in `snippets` cited with that snippet."""
+    snippets, urls = snippets or {}, urls or {}
+    return Answer(
+        answer_id="ans-1", question="q", index="docs", answer=text, llm=llm,
+        sources=[
+            Source(
+                number=n, source=urls.get(n, f"https://orbit.example/docs/page-{n}.html#section-{n}"),
+                title=f"Page {n} > Section {n}", text=f"The text of section {n}.", score=1 / n, similarity=0.5,
+                cited=n in snippets, snippet=snippets.get(n, ""),
+            )
+            for n in range(1, sources + 1)
+        ],
+        route=Route(llm=llm, reason="test"), usage=Usage(), cost=0.0, timings_ms={"total": 1.0},
+        abstained=abstained, citations=citations or [],
+    )
+
+
+def streamed(answer: Answer) -> tuple[list[dict], dict]:
+    """The answer as /stream sends it: the `sources` event's sources (none cited yet) and the `done` event."""
+    sources = [{**s.model_dump(mode="json"), "cited": False, "snippet": ""} for s in answer.sources]
+    done = answer.model_dump(mode="json", include=DONE_FIELDS)
+    done["sources"] = [{"number": s.number, "cited": s.cited, "snippet": s.snippet} for s in answer.sources]
+    return sources, done
+
+
+def final(answer: Answer) -> list[dict]:
+    sources, done = streamed(answer)
+    return messages.final_blocks(messages.to_mrkdwn(answer.answer), sources, done, answer.answer_id)
+
+
+def texts(blocks: list[dict]) -> list[str]:
+    return [b["text"]["text"] if b["type"] == "section" else b["elements"][0]["text"] for b in blocks if b["type"] != "actions"]
+
+
+def types(blocks: list[dict]) -> list[str]:
+    return [b["type"] for b in blocks]
+
+
+def test_the_final_message_has_the_cited_sources_the_llm_and_feedback_buttons():
     sources = [
         {"number": 1, "source": "https://orbit.example/docs/a.html#x", "title": "Retries | <Orbit>", "score": 0.9},
         {"number": 2, "source": "guide/local.md", "title": "Local", "score": 0.5},
     ]
-    blocks = messages.final_blocks("the answer [1]", sources, {"llm": "echo", "fallbacks": [{"llm": "flaky"}]}, "ans-1")
+    done = {"llm": "echo", "fallbacks": [{"llm": "flaky"}],
+            "sources": [{"number": 1, "cited": True, "snippet": "Retried <3> times."}, {"number": 2, "cited": True}]}
+    blocks = messages.final_blocks("the answer [1]", sources, done, "ans-1")
     assert blocks[0] == messages.section("the answer [1]")
     assert blocks[1]["text"]["text"] == (
-        "*Sources*\n<https://orbit.example/docs/a.html#x|[1] Retries ¦ &lt;Orbit&gt;>\n[2] Local `guide/local.md`"
+        "*Sources*\n<https://orbit.example/docs/a.html#x|[1] Retries ¦ &lt;Orbit&gt;>\n> Retried &lt;3&gt; times."
+        "\n[2] Local `guide/local.md`"
     )
     assert blocks[2]["elements"][0]["text"] == "Answered by *echo* after flaky failed"
     buttons = blocks[3]["elements"]
@@ -107,10 +161,98 @@ def test_the_final_message_has_the_sources_as_links_the_llm_and_feedback_buttons
     assert messages.thanks_blocks(thanked, "up", "U2") == thanked
 
 
+def test_cited_sources_come_first_with_their_snippets_and_the_rest_fold_into_one_line():
+    long_snippet = "A failed job is retried up to max_retries times, waiting longer each time. " * 5
+    answer = an_answer(
+        "Jobs are retried [4]. They wait **longer** each time [2].",
+        {4: "Jobs are retried up to three times.", 2: long_snippet},
+        [Citation(sentence="Jobs are retried", sources=[4], supported=True, score=0.9),
+         Citation(sentence="They wait **longer** each time", sources=[2], supported=True, score=0.8)],
+    )
+    blocks = final(answer)
+    assert types(blocks) == ["section", "section", "context", "context", "actions"]
+    answer_text, cited, folded, footer = texts(blocks)
+    assert answer_text == "Jobs are retried [4]. They wait *longer* each time [2]."
+    lines = cited.split("\n")
+    assert lines[0] == "*Sources*"
+    # In the sources' order (the retriever's), not the answer's; each snippet quoted, a long one shortened.
+    assert lines[1] == "<https://orbit.example/docs/page-2.html#section-2|[2] Page 2 &gt; Section 2>"
+    assert lines[2].startswith("> A failed job is retried") and lines[2].endswith("…")
+    assert len(lines[2]) <= len("> ") + messages.SNIPPET_CHARS + 1
+    assert lines[3:] == [
+        "<https://orbit.example/docs/page-4.html#section-4|[4] Page 4 &gt; Section 4>", "> Jobs are retried up to three times.",
+    ]
+    assert folded == "+4 more: " + " · ".join(
+        f"<https://orbit.example/docs/page-{n}.html#section-{n}|Page {n} &gt; Section {n}>" for n in (1, 3, 5, 6)
+    )
+    assert footer == "Answered by *echo*"
+    assert not any(messages.UNSUPPORTED in text for text in texts(blocks))  # every citation is supported
+
+
+def test_many_uncited_sources_are_counted_not_listed():
+    blocks = final(an_answer("Nothing cited here.", sources=9))
+    assert types(blocks) == ["section", "context", "context", "actions"]
+    folded = texts(blocks)[1]
+    assert folded.startswith("Sources (none cited): <https://orbit.example/docs/page-1.html#section-1|Page 1 &gt; Section 1>")
+    assert folded.count("<https://") == messages.MORE_SOURCES_LISTED and folded.endswith(" · and 4 others")
+    assert "*Sources*" not in " ".join(texts(blocks))
+
+
+def test_unsupported_citations_are_marked_under_the_answer():
+    answer = an_answer(
+        "Orbit retries failed jobs [1]. Ray Serve scales deployments [2]. It runs on the moon [1, 3].",
+        {1: "A failed job is retried.", 2: "Deployments are described here.", 3: "Workers run jobs."},
+        [Citation(sentence="Orbit retries failed jobs", sources=[1], supported=True, score=0.9),
+         Citation(sentence="Ray Serve scales deployments", sources=[2], supported=False, score=0.16),
+         Citation(sentence="It runs on the moon", sources=[1, 3], supported=False, score=0.05)],
+    )
+    blocks = final(answer)
+    assert types(blocks) == ["section", "context", "section", "context", "context", "actions"]
+    assert texts(blocks)[1] == (
+        "⚠️ [2] not supported by its source: “Ray Serve scales deployments”\n"
+        "⚠️ [1, 3] not supported by its sources: “It runs on the moon”"
+    )
+    assert texts(blocks)[2].count("\n> ") == 3  # the three cited sources, each with its snippet
+
+
+def test_an_abstained_answer_says_not_in_the_docs_and_lists_the_nearest_pages_without_sources():
+    text = (
+        f"{NOT_COVERED}\n\nThe nearest pages:\n- [Client API](https://orbit.example/docs/api/client.html)\n"
+        "- [Orbit documentation](https://orbit.example/docs/index.html)"
+    )
+    blocks = final(an_answer(text, abstained=True, llm="none"))
+    assert types(blocks) == ["context", "section", "context", "actions"]
+    header, body, footer = texts(blocks)
+    assert header == messages.NOT_IN_THE_DOCS
+    assert body == (
+        f"{NOT_COVERED}\n\nThe nearest pages:\n• <https://orbit.example/docs/api/client.html|Client API>\n"
+        "• <https://orbit.example/docs/index.html|Orbit documentation>"
+    )
+    assert footer == "Searched the docs; no LLM was asked"
+    assert "Sources" not in " ".join(texts(blocks)) and "more:" not in " ".join(texts(blocks))
+
+
+def test_an_llm_that_says_the_docs_do_not_cover_it_gets_the_nearest_pages_from_its_sources():
+    urls = {1: "https://orbit.example/docs/a.html#one", 2: "https://orbit.example/docs/a.html#two",
+            3: "https://orbit.example/docs/b.html#x", 4: "guide/c.md", 5: "https://orbit.example/docs/d.html"}
+    blocks = final(an_answer(NOT_COVERED, abstained=True, sources=5, urls=urls))
+    assert types(blocks) == ["context", "section", "context", "context", "actions"]
+    assert texts(blocks)[2] == (
+        "The nearest pages: <https://orbit.example/docs/a.html|Page 1> · <https://orbit.example/docs/b.html|Page 3> · "
+        "Page 4 `guide/c.md`"
+    )
+    assert texts(blocks)[3] == "Answered by *echo*"
+
+
 def test_many_sources_stay_within_a_section():
-    sources = [{"number": i, "source": f"https://x.example/{'p' * 200}/{i}", "title": "t" * 100} for i in range(1, 40)]
+    sources = [
+        {"number": i, "source": f"https://x.example/{'p' * 200}/{i}", "title": "t" * 100, "snippet": "s " * 150}
+        for i in range(1, 40)
+    ]
     text = messages.sources_text(sources)
     assert len(text) <= messages.SECTION_TEXT_LIMIT and text.endswith("more")
+    folded = messages.more_sources_text([{**s, "source": s["source"] * 3} for s in sources], True)
+    assert len(folded) <= messages.CONTEXT_TEXT_LIMIT and folded.startswith("+39 more: ") and folded.endswith("others")
 
 
 def test_apologies_are_short_and_say_what_to_do():

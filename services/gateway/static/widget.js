@@ -10,7 +10,8 @@
  *   data-llm                the LLM to ask (a configured one's name, or `extractive`); default: the router's choice
  *   data-key-from-fragment  read the key from the page's URL fragment (#key=KEY), as docent's own page does
  *
- * Plain JavaScript, no build step. Model output is only ever inserted as text.
+ * Plain JavaScript, no build step. Model output is only ever inserted as text nodes: its Markdown is
+ * rendered by building elements (a small renderer below), never by parsing HTML.
  */
 (() => {
   "use strict";
@@ -22,9 +23,10 @@
   }
   const scriptUrl = new URL(script.src, document.baseURI);
   const KEY_STORAGE = "docent-api-key";
-  const CITATION = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
   const CITATION_START = /\[[\d,\s]*$/; // an answer's tail that may still become a citation
   const LONGEST_CITATION = 24;
+  const SNIPPET_CHARS = 200; // of a cited source's snippet shown under it
+  const NEAREST_PAGES = 3;
   // A thumb (cuff and hand) drawn here rather than the emoji: not every system has an emoji font.
   const THUMB = "M2 10h4v11H2zM8 21V10l4.6-7.1c.6-.9 2.3-.6 2.3.8 0 .2 0 .4-.1.6L13.7 9H20a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 18.7 21z";
   const UPSIDE_DOWN = "matrix(1 0 0 -1 0 24)";
@@ -232,44 +234,282 @@
     return el("a", { href, target: "_blank", rel: "noopener noreferrer", title: source.title || href, "aria-label": label }, text);
   }
 
-  /** Appends an answer's text as it streams; `[n]` citations of known sources become links. */
+  // ---------------------------------------------------------------- Markdown
+
+  /* A small Markdown renderer for answers: paragraphs (a single line break kept), fenced
+   * code blocks, lists (nested, numbered), headings, `code`, **bold**, *italics*, links to
+   * http(s) URLs only, and citation marks. It builds DOM nodes, never HTML: every piece of
+   * text is a text node, so markup in an answer is shown, not run. */
+
+  const FENCE = /^( {0,3})(`{3,}|~{3,})(.*)$/;
+  const HEADING = /^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$/;
+  const LIST_ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])[ \t]+(.*)$/;
+  const INLINE = new RegExp([
+    /(`+)([^`][\s\S]*?)\1(?!`)/.source, // 1, 2: a code span
+    /\[([^[\]\n]+)\]\(([^()\s]+)\)/.source, // 3, 4: a link
+    /\[(\d+(?:\s*,\s*\d+)*)\]/.source, // 5: citation marks
+    /\*\*(?=\S)([\s\S]*?\S)\*\*/.source, // 6: bold
+    /(?<![*\w])\*(?=[^\s*])([^*\n]*?[^\s*])\*(?![*\w])/.source, // 7: italics
+    /<(https?:\/\/[^\s<>]+)>/.source, // 8: an autolink
+  ].join("|"), "g");
+  const CITATION_MARKS = /\s*\[\d+(?:\s*,\s*\d+)*\]/g;
+  const UNSUPPORTED = "the cited source does not seem to say this";
+
+  function isListItem(line) {
+    return LIST_ITEM.test(line);
+  }
+
+  function ordered(marker) {
+    return /\d/.test(marker);
+  }
+
+  function indentOf(line) {
+    return line.length - line.trimStart().length;
+  }
+
+  /** A line that ends a paragraph: a fence, a heading, a bullet or a list numbered from 1. */
+  function interrupts(line) {
+    const item = LIST_ITEM.exec(line);
+    return FENCE.test(line) || HEADING.test(line) || (item && (!ordered(item[2]) || Number.parseInt(item[2], 10) === 1));
+  }
+
+  /** The blocks of a Markdown text: {kind: "code" | "heading" | "list" | "paragraph", …}. */
+  function blocksOf(text) {
+    const lines = text.replace(/\r\n?/g, "\n").split("\n");
+    const blocks = [];
+    let i = 0;
+    while (i < lines.length) {
+      const line = lines[i];
+      const fence = FENCE.exec(line);
+      const heading = HEADING.exec(line);
+      if (!line.trim()) {
+        i += 1;
+      } else if (fence && !(fence[2][0] === "`" && fence[3].includes("`"))) {
+        const close = new RegExp(`^ {0,3}${fence[2][0]}{${fence[2].length},}[ \\t]*$`);
+        const code = [];
+        for (i += 1; i < lines.length && !close.test(lines[i]); i += 1) {
+          code.push(lines[i].slice(Math.min(fence[1].length, indentOf(lines[i])))); // as indented as its fence
+        }
+        i += 1; // the closing fence (an answer still streaming may not have it yet)
+        blocks.push({ kind: "code", language: fence[3].trim().split(/\s+/)[0], text: code.join("\n") });
+      } else if (heading) {
+        blocks.push({ kind: "heading", level: heading[1].length, text: heading[2] });
+        i += 1;
+      } else if (isListItem(line)) {
+        i = listAt(lines, i, blocks);
+      } else {
+        const start = i;
+        for (i += 1; i < lines.length && lines[i].trim() && !interrupts(lines[i]); i += 1);
+        blocks.push({ kind: "paragraph", text: lines.slice(start, i).map((l) => l.trim()).join("\n") });
+      }
+    }
+    return blocks;
+  }
+
+  /** The list starting at line `i`, its items' lines kept for blocksOf; returns the line after it. */
+  function listAt(lines, i, blocks) {
+    const first = LIST_ITEM.exec(lines[i]);
+    const isOrdered = ordered(first[2]);
+    const items = [];
+    let item = null;
+    let offset = 0; // where the current item's text starts: lines indented as far belong to it
+    while (i < lines.length) {
+      const line = lines[i];
+      const marker = LIST_ITEM.exec(line);
+      if (marker && (!item || indentOf(line) < offset)) {
+        if (item && ordered(marker[2]) !== isOrdered) break; // another kind of list begins
+        item = [marker[3]];
+        items.push(item);
+        offset = marker[0].length - marker[3].length;
+        i += 1;
+      } else if (!line.trim()) {
+        let next = i + 1;
+        while (next < lines.length && !lines[next].trim()) next += 1;
+        const following = next < lines.length ? lines[next] : "";
+        const sibling = LIST_ITEM.exec(following);
+        if (sibling && indentOf(following) < offset && ordered(sibling[2]) === isOrdered) {
+          i = next; // a blank line between two items
+        } else if (following && indentOf(following) >= offset) {
+          for (; i < next; i += 1) item.push(""); // more paragraphs (or code) of the item
+        } else {
+          break;
+        }
+      } else if (indentOf(line) > 0) {
+        item.push(line.slice(Math.min(offset, indentOf(line)))); // the item's text, or a nested list
+        i += 1;
+      } else if (!FENCE.test(line) && !HEADING.test(line)) {
+        item.push(line); // the item's text, continued without indenting
+        i += 1;
+      } else {
+        break;
+      }
+    }
+    const start = isOrdered ? Number.parseInt(first[2], 10) : 1;
+    blocks.push({ kind: "list", ordered: isOrdered, start, items: items.map((lines) => lines.join("\n")) });
+    return i;
+  }
+
+  function codeText(text) {
+    return /^ .*[^ ].* $/s.test(text) ? text.slice(1, -1) : text; // `` `x` `` shows `x`
+  }
+
+  /** `text` with each line break a <br>. */
+  function appendLines(parent, text) {
+    text.split("\n").forEach((line, i) => {
+      if (i) parent.append(el("br"));
+      if (line) parent.append(line);
+    });
+  }
+
+  /** Renders answers; `sources` (number → source) makes citations links, `unsupported` marks some. */
+  class Markdown {
+    constructor(sources, citations) {
+      this.sources = sources;
+      this.unsupported = (citations || []).filter((c) => c && c.supported === false && typeof c.sentence === "string");
+    }
+
+    /** The nodes of a Markdown text. */
+    render(text) {
+      return blocksOf(text).map((block) => this.block(block));
+    }
+
+    block(block) {
+      switch (block.kind) {
+        case "code": {
+          const code = el("code", block.language ? { class: `language-${block.language}` } : {}, block.text);
+          return el("pre", {}, code);
+        }
+        case "heading":
+          return this.inline(el(`h${Math.min(block.level + 3, 6)}`, { class: "docent-heading" }), block.text);
+        case "list": {
+          const list = el(block.ordered ? "ol" : "ul", block.ordered && block.start !== 1 ? { start: block.start } : {});
+          for (const item of block.items) {
+            const li = el("li");
+            const tight = !/\n[ \t]*\n/.test(item); // no blank line: its text needs no paragraphs
+            for (const inner of blocksOf(item)) {
+              if (tight && inner.kind === "paragraph") this.inline(li, inner.text);
+              else li.append(this.block(inner));
+            }
+            list.append(li);
+          }
+          return list;
+        }
+        default:
+          return this.inline(el("p"), block.text);
+      }
+    }
+
+    /** Appends `text`'s inline Markdown to `parent`; `before` is the raw text preceding it in its block. */
+    inline(parent, text, before = "") {
+      let last = 0;
+      for (const match of text.matchAll(INLINE)) {
+        const preceding = before + text.slice(0, match.index);
+        if (match.index > last) appendLines(parent, text.slice(last, match.index));
+        const [whole, ticks, code, label, url, numbers, bold, italic, autolink] = match;
+        if (ticks) parent.append(el("code", {}, codeText(code)));
+        else if (label !== undefined) parent.append(linkable(url) ? link(url, label) : whole);
+        else if (numbers !== undefined) this.citation(parent, whole, numbers, preceding);
+        else if (bold !== undefined) parent.append(this.inline(el("strong"), bold, `${preceding}**`));
+        else if (italic !== undefined) parent.append(this.inline(el("em"), italic, `${preceding}*`));
+        else parent.append(linkable(autolink) ? link(autolink, autolink) : whole);
+        last = match.index + whole.length;
+      }
+      if (last < text.length) appendLines(parent, text.slice(last));
+      return parent;
+    }
+
+    /** `[1]` or `[1, 3]`: each number of a known source a link to it, marked when its claim is unsupported. */
+    citation(parent, whole, numbers, preceding) {
+      const pieces = numbers.split(/(\s*,\s*)/); // numbers, with the separators as written between them
+      if (!pieces.every((piece, i) => i % 2 || this.sources.has(Number.parseInt(piece, 10)))) {
+        parent.append(whole);
+        return;
+      }
+      const claim = preceding.replace(CITATION_MARKS, "").trimEnd();
+      const doubted = this.unsupported.filter((c) => claim.endsWith(c.sentence.trim()));
+      const marks = el("span", { class: "docent-cites" }, "[");
+      pieces.forEach((piece, i) => {
+        if (i % 2) return marks.append(piece);
+        const number = Number.parseInt(piece, 10);
+        const source = this.sources.get(number);
+        const unsupported = doubted.some((c) => (c.sources || []).includes(number));
+        let label = `source ${number}: ${source.title || source.source}`;
+        if (unsupported) label += ` (${UNSUPPORTED})`;
+        const mark = sourceLink(source, piece, label);
+        if (mark.nodeType === Node.ELEMENT_NODE) {
+          mark.classList.add("docent-cite");
+          if (unsupported) {
+            mark.classList.add("docent-unsupported");
+            mark.title = UNSUPPORTED;
+          }
+          return marks.append(mark);
+        }
+        return marks.append(unsupported ? el("span", { class: "docent-cite docent-unsupported", title: UNSUPPORTED }, piece) : mark);
+      });
+      marks.append("]");
+      parent.append(marks);
+    }
+  }
+
+  function link(href, text) {
+    return el("a", { href: linkable(href), target: "_blank", rel: "noopener noreferrer" }, text);
+  }
+
+  /** An answer's Markdown, shown again whole as it grows; a tail that may still become a citation waits. */
   class AnswerText {
     constructor(node, sources) {
       this.node = node;
       this.sources = sources;
-      this.pending = "";
+      this.text = "";
+      this.citations = [];
     }
 
     push(text) {
-      this.pending += text;
-      const start = this.pending.search(CITATION_START);
-      const hold = start >= 0 && this.pending.length - start <= LONGEST_CITATION;
-      this.write(hold ? this.pending.slice(0, start) : this.pending);
-      this.pending = hold ? this.pending.slice(start) : "";
+      this.text += text;
+      const start = this.text.search(CITATION_START);
+      const hold = start >= 0 && this.text.length - start <= LONGEST_CITATION;
+      this.show(hold ? this.text.slice(0, start) : this.text);
     }
 
-    finish() {
-      this.write(this.pending);
-      this.pending = "";
+    /** The whole answer, its citations checked (those `supported: false` are marked). */
+    finish(citations) {
+      if (citations) this.citations = citations;
+      this.show(this.text);
     }
 
-    write(text) {
-      let last = 0;
-      for (const match of text.matchAll(CITATION)) {
-        const pieces = match[1].split(/(\s*,\s*)/); // numbers, with the separators as written between them
-        const numbers = pieces.filter((_, i) => i % 2 === 0).map((n) => Number.parseInt(n, 10));
-        if (!numbers.every((n) => this.sources.has(n))) continue;
-        this.node.append(text.slice(last, match.index), "[");
-        pieces.forEach((piece, i) => {
-          if (i % 2) return this.node.append(piece);
-          const source = this.sources.get(Number.parseInt(piece, 10));
-          return this.node.append(sourceLink(source, piece, `source ${piece}: ${source.title || source.source}`));
-        });
-        this.node.append("]");
-        last = match.index + match[0].length;
-      }
-      if (last < text.length) this.node.append(text.slice(last));
+    show(text) {
+      this.node.replaceChildren(...new Markdown(this.sources, this.citations).render(text));
     }
+  }
+
+  /** The sources of the `sources` event, with what `done` says of each: cited or not, and the snippet used. */
+  function settled(sources, cited) {
+    const said = new Map((cited || []).map((s) => [s.number, s]));
+    return sources.map((source) => {
+      const done = said.get(source.number) || {};
+      return { ...source, cited: done.cited === true, snippet: typeof done.snippet === "string" ? done.snippet : "" };
+    });
+  }
+
+  /** `text` shortened to about `limit` characters, at a word. */
+  function shorten(text, limit) {
+    const flat = text.replace(/\s+/g, " ").trim();
+    if (flat.length <= limit) return flat;
+    const cut = flat.slice(0, limit);
+    const space = cut.lastIndexOf(" ");
+    return `${(space > limit * 0.6 ? cut.slice(0, space) : cut).replace(/[\s,;:.…-]+$/, "")}…`;
+  }
+
+  /** A source in a list: its number, its title as a link and, for a cited one, the passage the answer used. */
+  function sourceItem(source, cited) {
+    const title = source.title || source.source;
+    const item = el("li", { value: source.number, class: "docent-source" }, sourceLink(source, title, null));
+    if (!linkable(source.source) && source.title) item.append(el("span", { class: "docent-path" }, ` ${source.source}`));
+    if (cited && source.snippet) {
+      const snippet = shorten(source.snippet, SNIPPET_CHARS);
+      item.append(el("blockquote", { class: "docent-snippet", title: snippet === source.snippet ? null : source.snippet }, snippet));
+    }
+    return item;
   }
 
   // ---------------------------------------------------------------- the widget
@@ -298,9 +538,18 @@
       this.answer = el("div", {
         id: id("answer"), class: "docent-answer", role: "region", "aria-label": "Answer", "aria-live": "polite", "aria-busy": "false",
       });
-      this.sourceList = el("ol", { class: "docent-source-list" });
+      this.notice = el("p", { class: "docent-notice", hidden: true }, "Not in the docs");
+      // The sources: the cited ones with the passage used, the others folded away.
+      this.citedList = el("ol", { class: "docent-source-list docent-cited", hidden: true });
+      this.moreList = el("ol", { class: "docent-source-list" });
+      this.moreSummary = el("summary");
+      this.more = el("details", { class: "docent-more", hidden: true }, this.moreSummary, this.moreList);
       this.sources = el("section", { class: "docent-sources", "aria-labelledby": id("sources"), hidden: true },
-        el("h3", { id: id("sources") }, "Sources"), this.sourceList);
+        el("h3", { id: id("sources") }, "Sources"), this.citedList, this.more);
+      // An abstained answer that names no page itself: the pages its search came closest to.
+      this.nearestList = el("ul", { class: "docent-source-list" });
+      this.nearest = el("section", { class: "docent-nearest", "aria-labelledby": id("nearest"), hidden: true },
+        el("h3", { id: id("nearest") }, "The nearest pages"), this.nearestList);
       this.llm = el("p", { class: "docent-llm", hidden: true });
       const rateButton = (label, icon) => el("button", {
         type: "button", class: "docent-rate", "aria-label": label, title: label, "aria-pressed": "false",
@@ -311,7 +560,8 @@
       this.rating = el("div", { class: "docent-feedback", role: "group", "aria-label": "Was this answer helpful?", hidden: true },
         el("span", {}, "Was this helpful?"), this.up, this.down, this.ack);
       this.error = el("p", { class: "docent-error", role: "alert", hidden: true });
-      this.result = el("div", { class: "docent-result" }, this.status, this.answer, this.error, this.sources, this.llm, this.rating);
+      this.result = el("div", { class: "docent-result" },
+        this.status, this.notice, this.answer, this.error, this.sources, this.nearest, this.llm, this.rating);
 
       container.append(el("div", { class: inline ? "docent docent-inline" : "docent" }, this.form, this.result));
       this.form.addEventListener("submit", (event) => {
@@ -325,8 +575,12 @@
     reset() {
       this.answerId = null;
       this.answer.replaceChildren();
-      this.sourceList.replaceChildren();
+      this.answer.classList.remove("docent-abstained");
+      this.notice.hidden = true;
+      for (const list of [this.citedList, this.moreList, this.nearestList]) list.replaceChildren();
+      this.more.open = false;
       this.sources.hidden = true;
+      this.nearest.hidden = true;
       this.llm.hidden = true;
       this.llm.replaceChildren();
       this.rating.hidden = true;
@@ -355,7 +609,7 @@
       this.reset();
       this.status.textContent = "Looking for the answer…";
       this.answer.setAttribute("aria-busy", "true");
-      const state = { text: null, finished: false };
+      const state = { text: null, sources: null, finished: false };
       try {
         await this.api.stream(question, (name, data) => this.onEvent(name, data, state), controller.signal);
         if (!state.finished) throw new WidgetError("The answer stopped before it was complete.");
@@ -375,9 +629,9 @@
     onEvent(name, data, state) {
       if (name === "sources") {
         this.answerId = data.answer_id;
-        const sources = new Map((data.sources || []).map((s) => [s.number, s]));
-        state.text = new AnswerText(this.answer, sources);
-        this.showSources(data.sources || []);
+        state.sources = data.sources || [];
+        state.text = new AnswerText(this.answer, new Map(state.sources.map((s) => [s.number, s])));
+        this.showSources(state.sources, false);
         this.status.textContent = "Answering…";
       } else if (name === "token") {
         if (state.text) state.text.push(data.text || "");
@@ -385,9 +639,12 @@
         this.status.textContent = `${data.llm} failed; another language model takes over…`;
       } else if (name === "done") {
         state.finished = true;
-        if (state.text) state.text.finish();
+        if (state.text) state.text.finish(data.citations || []);
         this.answerId = data.answer_id || this.answerId;
         this.status.textContent = "";
+        const sources = settled(state.sources || [], data.sources);
+        if (data.abstained) this.showAbstained(sources);
+        else this.showSources(sources, true);
         this.showLlm(data);
         this.rating.hidden = !this.answerId;
       } else if (name === "error") {
@@ -396,18 +653,42 @@
       }
     }
 
-    showSources(sources) {
-      for (const source of sources) {
-        const title = source.title || source.source;
-        const item = el("li", { value: source.number }, sourceLink(source, title, null));
-        if (!linkable(source.source) && source.title) item.append(el("span", { class: "docent-path" }, ` ${source.source}`));
-        this.sourceList.append(item);
-      }
+    /** While the answer streams, every source folded away; once it is done, the cited ones first, with their snippets. */
+    showSources(sources, done) {
+      const cited = done ? sources.filter((s) => s.cited) : [];
+      const rest = done ? sources.filter((s) => !s.cited) : sources;
+      this.citedList.replaceChildren(...cited.map((source) => sourceItem(source, true)));
+      this.citedList.hidden = cited.length === 0;
+      this.moreList.replaceChildren(...rest.map((source) => sourceItem(source, false)));
+      const plural = rest.length === 1 ? "source" : "sources";
+      this.moreSummary.textContent = cited.length ? `${rest.length} more ${plural}` : `${rest.length} ${plural}`;
+      this.more.hidden = rest.length === 0;
       this.sources.hidden = sources.length === 0;
     }
 
+    /** The documentation doesn't cover the question: a notice, no sources, the nearest pages. */
+    showAbstained(sources) {
+      this.answer.classList.add("docent-abstained");
+      this.notice.hidden = false;
+      this.sources.hidden = true;
+      if (this.answer.querySelector("a:not(.docent-cite)")) return; // the answer lists them itself
+      const pages = new Map();
+      for (const source of sources) {
+        const page = source.source.split("#", 1)[0];
+        if (!pages.has(page)) pages.set(page, { source: page, title: (source.title || "").split(" > ", 1)[0] });
+      }
+      const nearest = [...pages.values()].slice(0, NEAREST_PAGES);
+      this.nearestList.replaceChildren(...nearest.map((page) => sourceItem(page, false)));
+      this.nearest.hidden = nearest.length === 0;
+    }
+
     showLlm(done) {
-      const llm = done.llm === "extractive" ? "extractive (sentences of the sources, no language model)" : done.llm;
+      if (done.llm === "none") {
+        this.llm.append("Not answered: no language model was asked");
+        this.llm.hidden = false;
+        return;
+      }
+      const llm = done.llm === "extractive" ? "extractive (a passage of the docs, no language model)" : done.llm;
       this.llm.append("Answered by ", el("strong", {}, llm || "unknown"));
       const failed = (done.fallbacks || []).map((f) => f.llm);
       if (failed.length) this.llm.append(` after ${failed.join(", ")} failed`);
