@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from cli.support import (
     RUNTIME_ERROR,
@@ -19,6 +20,9 @@ from cli.support import (
     errors,
     fail,
 )
+from docent.types import NO_LLM
+
+SNIPPET_CHARS = 160  # of a cited source's snippet under the answer
 
 
 def default_serve_config() -> Path:
@@ -143,7 +147,8 @@ def _print_stream(events, as_json: bool) -> None:
             errors.print(f"\n[yellow]{data['llm']} failed ({data['reason']}); trying the next LLM[/]")
         elif event == "done":
             console.print()
-            _print_sources(sources)
+            cited = {s["number"]: s for s in data.get("sources", [])}  # which were cited, known only now
+            _print_sources([{**s, **cited.get(s["number"], {})} for s in sources], data)
             _print_footer(data)
         elif event == "error":
             console.print()
@@ -152,23 +157,47 @@ def _print_stream(events, as_json: bool) -> None:
 
 def _print_answer(answer: dict) -> None:
     console.print(answer["answer"], highlight=False, soft_wrap=True)
-    _print_sources(answer["sources"])
+    _print_sources(answer["sources"], answer)
     _print_footer(answer)
 
 
-def _print_sources(sources: list[dict]) -> None:
-    if sources:
-        console.print("\n[bold]Sources[/]")
-    for source in sources:
-        console.print(f"  [{source['number']}] {source['title']}  [cyan]{source['source']}[/]", highlight=False)
+def _print_sources(sources: list[dict], answer: dict) -> None:
+    """Unsupported citations flagged; the cited sources with the snippet used; the rest on one line.
+
+    An abstained answer lists its nearest pages in its text: no sources follow it."""
+    if answer.get("abstained"):
+        return
+    for citation in answer.get("citations", []):
+        if not citation["supported"]:
+            numbers = ", ".join(f"[{n}]" for n in citation["sources"])
+            console.print(f"\n[yellow]⚠ {numbers} does not seem to say:[/] {escape(citation['sentence'])}", highlight=False)
+    cited = [s for s in sources if s.get("cited")]
+    rest = [s for s in sources if not s.get("cited")]
+    if cited:
+        console.print("\n[bold]Cited sources[/]")
+    for source in cited:
+        console.print(f"  [{source['number']}] {escape(source['title'])}  [cyan]{source['source']}[/]", highlight=False)
+        if source.get("snippet"):
+            console.print(f"      [dim]“{escape(_shorten(source['snippet']))}”[/]", highlight=False)
+    if rest:
+        label = "Other sources" if cited else "Sources"
+        console.print(f"\n[bold]{label}[/] " + " · ".join(f"[{s['number']}] {escape(s['title'])}" for s in rest), highlight=False)
+
+
+def _shorten(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
 
 
 def _print_footer(answer: dict) -> None:
     usage, timings = answer["usage"], answer["timings_ms"]
     fallbacks = "".join(f"; {f['llm']} failed: {f['reason']}" for f in answer.get("fallbacks", []))
+    if answer.get("abstained") and answer["llm"] == NO_LLM:
+        who = "not in the docs: no LLM was asked"
+    else:
+        who = f"answered by {answer['llm']} ({answer['route']['reason']}{fallbacks})"
     console.print(
-        f"\n[dim]answered by {answer['llm']} ({answer['route']['reason']}{fallbacks}) · "
-        f"{usage['prompt_tokens']}+{usage['completion_tokens']} tokens · ${answer['cost']:.5f} · "
+        f"\n[dim]{who} · {usage['prompt_tokens']}+{usage['completion_tokens']} tokens · ${answer['cost']:.5f} · "
         f"{timings.get('total', 0):.0f} ms[/]",
         highlight=False,
     )

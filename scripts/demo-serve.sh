@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second half of `make demo`: serve the ingested index, ask one question through
-# /query and one through /stream, then stop the service.
+# /query, one through /stream and one the docs don't cover, then stop the service.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 PORT=${DOCENT_DEMO_PORT:-8000}
@@ -31,4 +31,6 @@ echo; echo "── POST /query ──"
 "$BIN/docent" query "How does docent keep re-ingesting cheap when nothing changed?" --url "$URL"
 echo; echo "── POST /stream ──"
 "$BIN/docent" query "Which endpoints does the gateway serve?" --url "$URL" --stream
+echo; echo "── a question the docs don't cover ──"
+"$BIN/docent" query "What does the enterprise plan cost?" --url "$URL"
 echo; echo "stopping docent serve…"

@@ -130,7 +130,7 @@ class ExtractiveGenerator:
             chars += 0 if found[end].kind == BlockKind.CODE else len(found[end].text)
             end += 1
         picked = [u for u in found[start:end] if u.kind != BlockKind.SKIP]
-        picked += self._introduced(picked, end == len(found), hits[candidate.number - 1])
+        picked = self._continued(picked, end == len(found), hits[candidate.number - 1])
         while len(picked) > 1 and _dangles(picked[-1]):
             picked.pop()  # "as follows:" with nothing following reads as a cut-off answer
         return Passage(candidate.number, tuple(self._trim_code(u) for u in picked), float(relevance[anchor]))
@@ -145,14 +145,20 @@ class ExtractiveGenerator:
             return False
         return relevance[position] >= floor and chars + len(unit.text) <= self.settings.max_chars
 
-    def _introduced(self, picked: list[Unit], at_chunk_end: bool, hit: SearchHit) -> list[Unit]:
-        """The code or list the passage's last sentence announces, when it is in the next chunk."""
-        if not (at_chunk_end and picked and picked[-1].text.rstrip().endswith(":") and hit.continuation):
-            return []
+    def _continued(self, picked: list[Unit], at_chunk_end: bool, hit: SearchHit) -> list[Unit]:
+        """The passage carried into the next chunk of its section: the code or list its last
+        sentence announces, or the rest of a code block the chunk cut."""
+        if not (at_chunk_end and picked and hit.continuation):
+            return picked
         following = units(hit.continuation)
-        if following and following[0].kind in (BlockKind.CODE, BlockKind.LIST):
-            return [following[0]]
-        return []
+        if not following or following[0].kind not in (BlockKind.CODE, BlockKind.LIST):
+            return picked
+        last = picked[-1]
+        if last.kind == BlockKind.CODE and following[0].kind == BlockKind.CODE:
+            return [*picked[:-1], Unit(BlockKind.CODE, f"{last.text}\n{following[0].text}", last.paragraph)]
+        if last.text.rstrip().endswith(":"):
+            return [*picked, following[0]]
+        return picked
 
     def _trim_code(self, unit: Unit) -> Unit:
         lines = unit.text.split("\n")
