@@ -12,7 +12,9 @@ so one server serves every case:
 - `stalls-mid-answer`: streams one word of text, then stalls;
 - `tokens-slow`: streams `SLOW_TOKENS` words, one every `SLOW_TOKEN_INTERVAL_S`;
   a client that hangs up before the end is recorded in `aborted_streams`;
-- `no-choices`: a stream with nothing but `[DONE]`.
+- `no-choices`: a stream with nothing but `[DONE]`;
+- `not-covered`: answers `NOT_COVERED_REPLY` ("The provided sources do not mention this."),
+  as an LLM does when the sources don't answer the question: docent flags it `abstained`.
 
 Judge models (the last message holds the query, reference and answer):
 
@@ -77,6 +79,7 @@ SUPPORT_SHARE = 0.6
 GOLDEN_KINDS = ("ok", "no JSON", "no question", "empty answer", "duplicate")
 NEAR_DUPLICATES = ("How does Orbit schedule jobs?", "How does Orbit schedule jobs today?")
 _CITATION = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
+NOT_COVERED_REPLY = "The provided sources do not mention this."
 
 
 def echo_answer(messages: list[dict[str, Any]]) -> str:
@@ -292,7 +295,7 @@ class LLMServer:
         if events is None:
             return error(404, f"model {model!r} does not exist")
         if not body.get("stream"):
-            return JSONResponse(completion(model, echo_answer(messages)))
+            return JSONResponse(completion(model, NOT_COVERED_REPLY if model == "not-covered" else echo_answer(messages)))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and model != "echo-no-usage"
         stream = sse_events(model, events, include_usage, prompt_words=sum(len(words(m["content"])) for m in messages))
         return SSEResponse(stream, on_abort=lambda: self._record_abort(question) if model == "tokens-slow" else None)
@@ -312,6 +315,8 @@ class LLMServer:
         question = messages[-1]["content"] if messages else ""
         if model in ("echo", "echo-no-usage", "flaky-429"):
             return paced(words(echo_answer(messages)), interval=0)
+        if model == "not-covered":
+            return paced(words(NOT_COVERED_REPLY), interval=0)
         if model == "slow":
             return paced([], interval=0, stall_after=True)
         if model == "stalls-mid-answer":

@@ -236,9 +236,11 @@ def _add_routes(app: FastAPI) -> None:
         strategy: Strategy | None = None,
         rerank: bool | None = None,
         llm: str | None = None,
+        abstain: bool | None = None,
     ):
         options = {k: v for k, v in {
-            "mode": mode, "num_chunks": num_chunks, "lexical_k": lexical_k, "fusion": fusion, "strategy": strategy, "rerank": rerank, "llm": llm
+            "mode": mode, "num_chunks": num_chunks, "lexical_k": lexical_k, "fusion": fusion, "strategy": strategy,
+            "rerank": rerank, "llm": llm, "abstain": abstain,
         }.items() if v is not None}
         try:
             body = QueryRequest(query=query, index=index, options=QueryOptions(**options))
@@ -343,7 +345,8 @@ def _sources_event(answer_id: str, question: str, index: str, route, sources) ->
         "question": question,
         "index": index,
         "route": route.model_dump(),
-        "sources": [s.model_dump() for s in sources],
+        # Which sources the answer cites is known at its end: `done` says it, not this event.
+        "sources": [s.model_dump(exclude={"cited", "snippet"}) for s in sources],
     })
 
 

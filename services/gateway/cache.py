@@ -40,10 +40,11 @@ def _file_version(path: Path) -> list[float] | None:
     return [stat.st_size, stat.st_mtime]
 
 
-def cache_key(fingerprint: str, revision: int, request: QueryRequest) -> str:
+def cache_key(fingerprint: str, revision: int, request: QueryRequest, calibrated_at: str | None = None) -> str:
     what = {
         "query": normalise_question(request.query),
         "revision": revision,
+        "calibrated_at": calibrated_at,
         "options": request.options.model_dump(exclude_none=True),
         "configuration": fingerprint,
     }

@@ -117,10 +117,16 @@ class GatewayPolicies:
             return None
         index = request.index or self.settings.index_name
         pool = await self.database.pool()
-        revision = await pool.fetchval("SELECT revision FROM indexes WHERE name = $1", index)
-        if revision is None:
+        # A re-ingest changes the revision, a calibration the scope: either makes cached answers stale.
+        row = await pool.fetchrow(
+            "SELECT i.revision, s.calibrated_at FROM indexes i LEFT JOIN index_scopes s ON s.index_id = i.id"
+            " WHERE i.name = $1",
+            index,
+        )
+        if row is None:
             return None  # an unknown index: the pipeline answers 404
-        lookup = CacheLookup(index, cache_key(self.fingerprint, revision, request), None)
+        calibrated = row["calibrated_at"].isoformat() if row["calibrated_at"] else None
+        lookup = CacheLookup(index, cache_key(self.fingerprint, row["revision"], request, calibrated), None)
         try:
             lookup.answer = await self.cache.get(index, lookup.key)
         except RedisDown as exc:

@@ -8,7 +8,7 @@ import pytest
 
 from docent.answers import AnswerStore, Database, UnknownAnswer
 from docent.settings import Settings
-from docent.types import Answer, Route, Source, Usage
+from docent.types import NO_LLM, Answer, Citation, Route, Source, Usage
 
 pytestmark = pytest.mark.integration
 
@@ -46,5 +46,36 @@ async def test_answers_and_their_feedback_are_deleted_after_the_retention_period
         assert await pool.fetchval("SELECT count(*) FROM answers WHERE id = $1", recent.answer_id) == 1
         with pytest.raises(UnknownAnswer, match="no answer with answer_id"):
             await log.add_feedback(old.answer_id, "up", None, None)
+    finally:
+        await database.aclose()
+
+
+async def test_the_log_records_whether_an_answer_abstained_and_how_many_citations_were_unsupported():
+    database = Database(Settings())
+    log = AnswerStore(database, RETENTION_DAYS)
+    checked = _answer().model_copy(update={
+        "answer": "Set retries [1]. Jobs run on Mars [2]. Backoff doubles [1][2].",
+        "citations": [
+            Citation(sentence="Set retries", sources=[1], supported=True, score=0.9),
+            Citation(sentence="Jobs run on Mars", sources=[2], supported=False, score=0.1),
+            Citation(sentence="Backoff doubles", sources=[1, 2], supported=False, score=0.3),
+        ],
+    })
+    abstained = _answer().model_copy(update={
+        "answer": "The documentation doesn't seem to cover this.", "llm": NO_LLM, "abstained": True,
+    })
+    plain = _answer()  # no citations checked, not abstained: the columns' defaults
+    try:
+        for answer in (checked, abstained, plain):
+            await log.record(answer, None)
+        pool = await database.pool()
+        rows = {
+            row["id"]: (row["abstained"], row["unsupported_citations"])
+            for row in await pool.fetch(
+                "SELECT id, abstained, unsupported_citations FROM answers WHERE id = ANY($1::text[])",
+                [checked.answer_id, abstained.answer_id, plain.answer_id],
+            )
+        }
+        assert rows == {checked.answer_id: (False, 2), abstained.answer_id: (True, 0), plain.answer_id: (False, 0)}
     finally:
         await database.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,10 +18,15 @@ import pytest
 import yaml
 
 from clients.gateway_client import parse_sse
+from docent.citations import CitationChecker, best_sentence, claims
+from docent.db import connect
 from docent.settings import Settings
+from docent.types import page_of
 from ingest.pipeline import run_ingest
+from services.generator.extractive import load_extractive
 from tests.conftest import FIXTURES, ROOT, SHARED, require
 from tests.gateway_fixtures import free_port
+from tests.llm_server import NOT_COVERED_REPLY
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +56,7 @@ def _llms(base_url: str) -> list[dict]:
         {**llm, "name": "slow", "model": "slow", "timeout_s": 1, "max_retries": 0},
         {**llm, "name": "stalling", "model": "stalls-mid-answer", "timeout_s": 1, "max_retries": 0},
         {**llm, "name": "dawdler", "model": "tokens-slow"},
+        {**llm, "name": "unsure", "model": "not-covered"},
     ]
 
 
@@ -134,7 +141,7 @@ async def test_query_answers_extractively_with_cited_sources_and_timings(http):
     answer = response.json()
     assert answer["llm"] == "extractive" and answer["route"]["reason"] == "asked for by the request"
     assert answer["sources"][0]["source"].startswith(RETRIES_PAGE)
-    cited = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", answer["answer"])}
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer["answer"])}
     assert cited and cited <= {s["number"] for s in answer["sources"]}
     assert set(answer["timings_ms"]) == {"embed", "retrieve", "rerank", "route", "generate", "total"}
     assert answer["cost"] == 0 and answer["usage"]["prompt_tokens"] == 0
@@ -183,7 +190,9 @@ async def test_stream_sends_sources_then_tokens_then_done(http):
     streamed = "".join(data["text"] for name, data in events if name == "token")
     answer = (await http.post("/query", json=body)).json()
     assert streamed == answer["answer"]
-    assert events[0][1]["sources"] == answer["sources"]
+    # Which sources the answer cites is known only once it is written: the `done` event says (see below).
+    unchecked = [{k: v for k, v in s.items() if k not in ("cited", "snippet")} for s in answer["sources"]]
+    assert [{k: v for k, v in s.items() if k not in ("cited", "snippet")} for s in events[0][1]["sources"]] == unchecked
     assert events[-1][1]["llm"] == "extractive" and "total" in events[-1][1]["timings_ms"]
 
 
@@ -292,12 +301,182 @@ def test_docent_query_prints_the_answer_and_its_sources(gateway):
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert streamed.returncode == 0, streamed.stderr
-    assert "Sources" in streamed.stdout and RETRIES_PAGE in streamed.stdout.replace("\n", "")
+    # The cited sources come first (docent query prints the snippet used under each), then the others.
+    assert "Cited sources" in streamed.stdout and RETRIES_PAGE in streamed.stdout.replace("\n", "")
     missing = subprocess.run(
         [sys.executable, "-m", "cli", "query", "ok", "--url", gateway.url, "--index", "no-such-index"],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert missing.returncode == 2 and "no-such-index" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- trust: abstention and checked citations --------------------------------------------
+
+OFF_TOPIC = ("What does the enterprise plan cost?", "Give me a good recipe for banana bread")
+ABSTAINED_TEXT = "The documentation doesn't seem to cover this."
+NEAREST_PAGES = 3  # abstention.nearest_pages
+
+
+def _cited_numbers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _assert_sources_say_what_is_cited(answer: dict) -> None:
+    """Every source the text cites says `cited` with a snippet; the others neither."""
+    cited = _cited_numbers(answer["answer"])
+    for source in answer["sources"]:
+        if source["number"] in cited:
+            assert source["cited"] is True and source["snippet"].strip(), source
+        else:
+            assert source["cited"] is False and source["snippet"] == "", source
+
+
+def _done_sources(answer: dict) -> list[dict]:
+    return [{"number": s["number"], "cited": s["cited"], "snippet": s["snippet"]} for s in answer["sources"]]
+
+
+async def _logged(answer_id: str):
+    """The answer log's row of an answer (the gateway writes it before it replies)."""
+    conn = await connect(Settings())
+    try:
+        return await conn.fetchrow("SELECT abstained, unsupported_citations, llm FROM answers WHERE id = $1", answer_id)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def citation_checker() -> CitationChecker:
+    """The checker the generator deployment runs: the same static token vectors, the same threshold."""
+    settings = Settings()
+    embedder = load_extractive(settings.embedding, settings.generation).embedder
+    return CitationChecker(embedder, settings.generation.citation_threshold)
+
+
+async def test_an_extractive_answer_carries_supported_citations_and_marks_its_cited_sources(http):
+    body = {"query": QUESTION, "options": {"llm": "extractive"}}
+    response = await http.post("/query", json=body)
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["abstained"] is False and answer["llm"] == "extractive"
+    numbers = {s["number"] for s in answer["sources"]}
+    assert answer["citations"], answer["answer"]
+    for citation in answer["citations"]:
+        assert citation["sentence"] and "[" not in citation["sentence"]
+        assert citation["sources"] and set(citation["sources"]) <= numbers
+        assert citation["supported"] is True and 0 < citation["score"] <= 1, citation
+    # Every number in the text is a checked citation, and the other way round.
+    assert {n for c in answer["citations"] for n in c["sources"]} == _cited_numbers(answer["answer"])
+    _assert_sources_say_what_is_cited(answer)
+    for source in answer["sources"]:
+        if source["cited"]:  # the offline answer quotes its source: the snippet is the source's own words
+            for part in source["snippet"].split(" … "):
+                assert _squeezed(part) in _squeezed(source["text"]), (part, source["text"])
+    assert (await _logged(answer["answer_id"]))["unsupported_citations"] == 0
+
+    events = await _events(http, "POST", json=body)
+    assert events[-1][0] == "done", events[-1]
+    done = events[-1][1]
+    assert done["abstained"] is False and done["llm"] == "extractive"
+    assert done["citations"] == answer["citations"]
+    assert done["sources"] == _done_sources(answer)
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+async def test_an_off_topic_question_abstains_with_the_nearest_pages_and_no_llm(http, llm_server, question):
+    asked, requests = len(llm_server.requests_about(question)), len(llm_server.requests)
+    response = await http.post("/query", json={"query": question})  # no llm asked for: the router would pick one
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["abstained"] is True and answer["llm"] == "none"
+    assert answer["cost"] == 0 and answer["usage"]["prompt_tokens"] == answer["usage"]["completion_tokens"] == 0
+    assert answer["citations"] == [] and answer["fallbacks"] == []
+    assert not any(s["cited"] or s["snippet"] for s in answer["sources"])
+    head, _, pages = answer["answer"].partition("\n\nThe nearest pages:\n")
+    assert head == ABSTAINED_TEXT, answer["answer"]
+    links = re.findall(r"^- \[([^\]]+)\]\((\S+)\)$", pages, re.MULTILINE)
+    assert len(links) == len(pages.splitlines()), pages
+    nearest = list(dict.fromkeys(page_of(s["source"]) for s in answer["sources"]))[:NEAREST_PAGES]
+    assert [url for _, url in links] == nearest and all(title for title, _ in links)
+    assert len(llm_server.requests_about(question)) == asked and len(llm_server.requests) == requests
+    logged = await _logged(answer["answer_id"])
+    assert logged["abstained"] is True and logged["unsupported_citations"] == 0 and logged["llm"] == "none"
+
+
+async def test_an_abstained_stream_ends_with_a_done_event_that_says_so(http, llm_server):
+    question = OFF_TOPIC[0]
+    asked = len(llm_server.requests_about(question))
+    events = await _events(http, "POST", json={"query": question})
+    names = [name for name, _ in events]
+    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"token"}, names
+    assert "".join(data["text"] for name, data in events if name == "token").startswith(ABSTAINED_TEXT)
+    done = events[-1][1]
+    assert done["abstained"] is True and done["llm"] == "none" and done["cost"] == 0 and done["citations"] == []
+    assert [s["number"] for s in done["sources"]] == [s["number"] for s in events[0][1]["sources"]]
+    assert not any(s["cited"] or s["snippet"] for s in done["sources"])
+    assert len(llm_server.requests_about(question)) == asked
+
+
+async def test_with_abstention_off_an_off_topic_question_is_answered_by_the_llm(http, llm_server):
+    question = OFF_TOPIC[0]
+    asked = len(llm_server.requests_about(question))
+    response = await http.post("/query", json={"query": question, "options": {"abstain": False}})
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["abstained"] is False and answer["llm"] in ("echo", "flaky")
+    assert not answer["answer"].startswith(ABSTAINED_TEXT)
+    assert len(llm_server.requests_about(question)) > asked
+
+
+async def test_get_stream_takes_abstain_as_a_parameter(http):
+    events = await _events(http, "GET", params={"query": OFF_TOPIC[0], "abstain": "false", "llm": "echo"})
+    assert events[-1][0] == "done" and events[-1][1]["abstained"] is False and events[-1][1]["llm"] == "echo"
+
+
+async def test_an_llm_saying_the_sources_do_not_cover_the_question_is_flagged_abstained(http, llm_server):
+    body = {"query": QUESTION, "options": {"llm": "unsure"}}
+    asked = len(llm_server.requests_about(QUESTION))
+    response = await http.post("/query", json=body)
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["answer"] == NOT_COVERED_REPLY
+    assert answer["abstained"] is True and answer["llm"] == "unsure" and answer["fallbacks"] == []
+    assert answer["citations"] == [] and not any(s["cited"] for s in answer["sources"])
+    assert len(llm_server.requests_about(QUESTION)) == asked + 1  # it was the LLM that said so
+    logged = await _logged(answer["answer_id"])
+    assert logged["abstained"] is True and logged["llm"] == "unsure"
+
+    events = await _events(http, "POST", json=body)
+    done = events[-1][1]
+    assert events[-1][0] == "done" and done["abstained"] is True and done["llm"] == "unsure"
+
+
+async def test_an_llm_answers_citation_is_checked_against_the_source_it_cites(http, citation_checker):
+    response = await http.post("/query", json={"query": QUESTION, "options": {"llm": "echo"}})
+    answer = response.json()
+    assert response.status_code == 200, answer
+    assert answer["llm"] == "echo" and answer["answer"].startswith("Ray Serve scales deployments [1].")
+    expected = citation_checker.check(answer["answer"], [s["text"] for s in answer["sources"]])
+    assert [c.sentence for c in expected] == ["Ray Serve scales deployments"]
+    assert len(answer["citations"]) == 1
+    got = answer["citations"][0]
+    assert (got["sentence"], got["sources"], got["supported"]) == (expected[0].sentence, [1], expected[0].supported)
+    assert got["score"] == pytest.approx(expected[0].score, abs=1e-3)
+    assert answer["abstained"] is False
+    first, rest = answer["sources"][0], answer["sources"][1:]
+    assert first["cited"] is True and first["snippet"] == best_sentence(expected[0].sentence, first["text"])
+    assert not any(s["cited"] or s["snippet"] for s in rest)
+    assert [c.sources for c in claims(answer["answer"])] == [(1,)]
+    logged = await _logged(answer["answer_id"])
+    assert logged["abstained"] is False
+    assert logged["unsupported_citations"] == sum(not c["supported"] for c in answer["citations"])
+
+    events = await _events(http, "POST", json={"query": QUESTION, "options": {"llm": "echo"}})
+    done = events[-1][1]
+    assert done["citations"] == answer["citations"] and done["sources"] == _done_sources(answer)
 
 
 def _serve_log_lines(request_id: str) -> dict[str, list[dict]]:
