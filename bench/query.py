@@ -147,7 +147,7 @@ async def run_in_process(settings: Settings, questions: Sequence[EvalQuestion]) 
             "stages": stage_medians([a.timings_ms for a in answers]),
             "retrieval_stages": stage_medians([p.timings_ms for p in prepared]),
             "sources": [[s.source for s in a.sources] for a in answers],
-            "prepared_sources": [[s.source for s in p.sources] for p in prepared],
+            "prepared_sources": [[s.source for s in p.sources()] for p in prepared],
             "tag_reranker": await pipeline.reranker.enabled(),  # a tag classifier (no cross-encoder is configured)
         }
     finally:
