@@ -16,10 +16,9 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 
-from common import EVAL_SET, SHARED, emit_json, index_pages, require_path
+from common import EVAL_SET, SHARED, emit_json, ray_docs_index, require_path
 
 from docent.scope import ScopeModel, fit_scope
-from docent.settings import load_settings
 from docent.types import page_of
 from evaluation.calibration import OUT_OF_SCOPE_SET, read_scope_questions, retrieve_features, sample, split_half
 
@@ -39,10 +38,7 @@ def parse_args() -> argparse.Namespace:
 
 async def main() -> None:
     args = parse_args()
-    settings = load_settings(None, index=args.index)
-    pages = await index_pages(settings)
-    if pages is None:
-        raise SystemExit(f"no index {args.index!r}: build one with bench/retrieval.py or docent ingest")
+    settings, pages = await ray_docs_index(args.index)
     fit_inside = [q for q in sample(read_scope_questions(require_path(EMBEDDING_QA, "embedding_qa.json"), "in-scope set"), IN_SCOPE_SAMPLE, 0)
                   if q.source and page_of(q.source) in pages]
     eval_inside = [q for q in read_scope_questions(require_path(Path(args.eval), "eval set"), "eval set") if q.source and page_of(q.source) in pages]

@@ -17,9 +17,8 @@ import re
 import statistics
 from pathlib import Path
 
-from common import EVAL_SET, SHARED, emit_json, index_pages, require_path
+from common import EVAL_SET, SHARED, emit_json, ray_docs_index, require_path
 
-from docent.settings import load_settings
 from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, page_of
 from evaluation.metrics import token_f1
 from evaluation.retrieval import load_eval_set
@@ -42,10 +41,7 @@ async def main() -> None:
     from services.gateway.local import close_local_pipeline, open_local_pipeline
 
     args = parse_args()
-    settings = load_settings(None, index=args.index)
-    pages = await index_pages(settings)
-    if pages is None:
-        raise SystemExit(f"no index {args.index!r}: build one with bench/retrieval.py or docent ingest")
+    settings, pages = await ray_docs_index(args.index)
     questions = load_eval_set(require_path(Path(args.eval), "eval set"))
     references = {r["question"]: r["answer"] for r in json.loads(require_path(Path(args.references), "references").read_text())}
     pipeline = await open_local_pipeline(settings)

@@ -27,11 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import EVAL_SET, SHARED, emit_json, index_pages, require_path
+from common import EVAL_SET, SHARED, emit_json, ray_docs_index, require_path
 
 from docent.citations import CitationChecker, claims
 from docent.db import connect
-from docent.settings import load_settings
 from docent.store import IndexStore
 from docent.types import EXTRACTIVE_LLM, QueryOptions, QueryRequest, page_of
 from evaluation.calibration import read_scope_questions, sample, split_half
@@ -137,10 +136,7 @@ async def gold_sections(settings, references: dict[str, str], sources: dict[str,
 
 async def main() -> None:
     args = parse_args()
-    settings = load_settings(None, index=args.index)
-    pages = await index_pages(settings)
-    if pages is None:
-        raise SystemExit(f"no index {args.index!r}: build one with bench/retrieval.py or docent ingest")
+    settings, pages = await ray_docs_index(args.index)
     rng = random.Random(0)
     dev = [q for q in sample(read_scope_questions(require_path(EMBEDDING_QA, "embedding_qa.json"), "set"), DEV_QUESTIONS * 2, 1)
            if q.source and page_of(q.source) in pages][:DEV_QUESTIONS]

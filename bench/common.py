@@ -42,6 +42,17 @@ async def index_pages(settings) -> set[str] | None:
         await conn.close()
 
 
+async def ray_docs_index(name: str):
+    """The settings of an existing index of the Ray docs and the pages it holds; exits when there is none."""
+    from docent.settings import load_settings
+
+    settings = load_settings(None, index=name)
+    pages = await index_pages(settings)
+    if pages is None:
+        sys.exit(f"no index {name!r}: build one with bench/retrieval.py or docent ingest")
+    return settings, pages
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
