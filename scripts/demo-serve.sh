@@ -32,5 +32,5 @@ echo; echo "── POST /query ──"
 echo; echo "── POST /stream ──"
 "$BIN/docent" query "Which endpoints does the gateway serve?" --url "$URL" --stream
 echo; echo "── a question the docs don't cover ──"
-"$BIN/docent" query "What does the enterprise plan cost?" --url "$URL"
+"$BIN/docent" query "Can you give me a good recipe for banana bread?" --url "$URL"
 echo; echo "stopping docent serve…"
