@@ -109,7 +109,8 @@ class ExtractiveGenerator:
         for number, found in enumerate(per_hit, start=1):
             own = vectors[start : start + len(found)]
             start += len(found)
-            anchors = [u.quotable and not _announces_nothing(found, i, hit) for i, (u, hit) in enumerate(zip(found, [hits[number - 1]] * len(found)))]
+            hit = hits[number - 1]
+            anchors = [u.quotable and not _announces_nothing(found, i, hit) for i, u in enumerate(found)]
             relevance = np.where(anchors, own @ query if len(found) else [], -np.inf)
             if len(found) and np.isfinite(relevance).any():
                 candidates.append(_Candidate(number, found, np.asarray(relevance, dtype=np.float64), own))
