@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from docent.errors import DocentError, UsageError
 from docent.text import page_section_title
@@ -229,12 +229,34 @@ class QueryOptions(BaseModel):
     )
 
 
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Turn(BaseModel):
+    """One message of a conversation: the user's question or docent's answer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: Role = Field(strict=False)
+    content: str
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(description="the question")
     index: str | None = Field(None, description="index to answer from (default: the configured one)")
     options: QueryOptions = Field(default_factory=QueryOptions)
+    conversation_id: str | None = Field(
+        None, min_length=1,
+        description="continue this conversation (an earlier answer's `conversation_id`): the gateway keeps its turns",
+    )
+    history: list[Turn] = Field(
+        default_factory=list,
+        description="the conversation so far, oldest first, when the client keeps it (instead of `conversation_id`)",
+    )
 
     @field_validator("query")
     @classmethod
@@ -242,6 +264,12 @@ class QueryRequest(BaseModel):
         if not query.strip():
             raise ValueError("the query is empty")
         return query.strip()
+
+    @model_validator(mode="after")
+    def _one_history(self) -> QueryRequest:
+        if self.conversation_id is not None and self.history:
+            raise ValueError("send either conversation_id or history, not both")
+        return self
 
 
 class Source(BaseModel):
@@ -299,6 +327,13 @@ class Answer(BaseModel):
     )
     citations: list[Citation] = Field(
         default_factory=list, description="each cited claim of the answer, checked against the sources it cites"
+    )
+    conversation_id: str = Field(
+        "", description="the conversation this answer belongs to: send it with a follow-up question"
+    )
+    standalone_question: str = Field(
+        "", description="what was searched for: the question rewritten to stand on its own when it depended on "
+        "the conversation, else the question itself"
     )
 
 
