@@ -18,7 +18,7 @@ import asyncpg
 from docent.db import create_pool
 from docent.errors import NotFound
 from docent.settings import Settings
-from docent.types import Answer
+from docent.types import Answer, Role, Turn
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ _PURGE_INTERVAL_S = 3600  # retention is counted in days: an hourly purge is pro
 
 
 class UnknownAnswer(NotFound, LookupError):
+    pass
+
+
+class UnknownConversation(NotFound, LookupError):
     pass
 
 
@@ -99,16 +103,39 @@ class AnswerStore:
         top_score = max((s.similarity for s in answer.sources if s.similarity is not None), default=None)
         await pool.execute(
             "INSERT INTO answers (id, api_key, question, index_name, answer, sources, top_score, llm, route,"
-            " fallbacks, usage, cost, timings_ms, cached, abstained, unsupported_citations)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            " fallbacks, usage, cost, timings_ms, cached, abstained, unsupported_citations, conversation_id,"
+            " standalone_question)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             answer.answer_id, api_key, answer.question, answer.index, answer.answer, _sources(answer), top_score,
             answer.llm, answer.route.model_dump_json(), json.dumps([f.model_dump() for f in answer.fallbacks]),
             answer.usage.model_dump_json(), answer.cost, json.dumps(answer.timings_ms), answer.cached,
-            answer.abstained, sum(1 for c in answer.citations if not c.supported),
+            answer.abstained, sum(1 for c in answer.citations if not c.supported), answer.conversation_id or None,
+            answer.standalone_question or None,
         )
         if time.monotonic() - self._last_purge > _PURGE_INTERVAL_S:
             self._last_purge = time.monotonic()
             await self.purge_expired()
+
+    async def turns(self, conversation_id: str, api_key: str | None, max_turns: int) -> list[Turn]:
+        """The last `max_turns` questions and answers of a conversation the same key (or no key) started.
+
+        Another key's conversation is as unknown as one that never existed: ids are not secrets to probe.
+        """
+        pool = await self.database.pool()
+        rows = await pool.fetch(
+            "SELECT coalesce(standalone_question, question) AS question, answer, api_key IS NOT DISTINCT FROM $2 AS own FROM answers"
+            " WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT $3",
+            conversation_id, api_key, max_turns,
+        )
+        if not rows or not rows[0]["own"]:
+            raise UnknownConversation(
+                f"no conversation {conversation_id!r}: it expired (answers are kept {self.retention_days} days) "
+                "or was started with another API key; start a new one by asking without conversation_id"
+            )
+        turns: list[Turn] = []
+        for row in reversed(rows):
+            turns += [Turn(role=Role.USER, content=row["question"]), Turn(role=Role.ASSISTANT, content=row["answer"])]
+        return turns[-max_turns:]
 
     async def add_feedback(self, answer_id: str, rating: str, comment: str | None, api_key: str | None) -> int:
         pool = await self.database.pool()

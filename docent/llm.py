@@ -76,6 +76,14 @@ def open_llm(settings: LLMSettings, temperature: float, tokenizer: Tokenizer | N
     return LLMClient(settings, temperature, tokenizer)
 
 
+PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
+
+
+def cost_of(settings: LLMSettings, usage: Usage) -> float:
+    """Estimated $ of one call, from the LLM's configured prices."""
+    return (settings.prompt_price * usage.prompt_tokens + settings.sampled_price * usage.completion_tokens) / PRICE_UNIT_TOKENS
+
+
 def require_llm(name: str, known: Sequence[str], role: str = "LLM") -> str:
     """`name` when it is one of the `known` LLM names; `UnknownLLM` (a 422 / exit 2) otherwise."""
     if name not in known:

@@ -27,6 +27,7 @@ from docent.errors import UsageError
 from docent.types import (
     AnchorStyle,
     ChunkUnit,
+    CondenserKind,
     EmbeddingProvider,
     ExtractiveEmbedding,
     Fusion,
@@ -250,6 +251,24 @@ class GenerationSettings(BaseModel):
     )
 
 
+class ConversationSettings(BaseModel):
+    """Follow-up questions: made to stand alone before retrieval (services/gateway/conversation.py)."""
+
+    condenser: CondenserKind = Field(
+        CondenserKind.AUTO, description="auto: an LLM when one is configured, else offline (no LLM); or force either"
+    )
+    condense_llm: str | None = Field(None, description="the LLM that condenses; default: the cheapest configured")
+    max_turns: int = Field(6, ge=1, description="earlier turns (questions and answers) a follow-up is read with")
+    max_turn_chars: int = Field(1500, ge=1, description="each earlier turn is cut to this many characters for the condenser")
+    condense_prompt: str = (
+        "Rewrite the user's last question so that it can be understood without the conversation: "
+        "replace pronouns and references such as \"it\", \"that\" or \"what about\" by what they refer to. "
+        "If the question already stands on its own, repeat it unchanged. "
+        "Reply with the question only."
+    )
+    condense_max_tokens: int = Field(96, ge=1, description="longest standalone question the LLM may write, in tokens")
+
+
 class ServingSettings(BaseModel):
     host: str = Field("127.0.0.1", description="where `docent serve` listens")
     port: int = Field(8000, ge=1, le=65535)
@@ -420,6 +439,7 @@ class Settings(BaseSettings):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     flywheel: FlywheelSettings = Field(default_factory=FlywheelSettings)
     abstention: AbstentionSettings = Field(default_factory=AbstentionSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
 
     @field_validator("data_dir")
     @classmethod

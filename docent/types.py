@@ -101,6 +101,14 @@ class FinetuneMode(StrEnum):
     EMBEDDING_LAYER = "embedding-layer"
 
 
+class CondenserKind(StrEnum):
+    """How a follow-up question is made to stand alone: by an LLM when one is configured, else offline."""
+
+    AUTO = "auto"
+    LLM = "llm"
+    OFFLINE = "offline"
+
+
 class ModelKind(StrEnum):
     """The trained classifiers docent keeps as artifacts."""
 
@@ -299,7 +307,7 @@ class Fallback(BaseModel):
     reason: str
 
 
-Stage = Literal["embed", "retrieve", "rerank", "route", "generate", "total"]
+Stage = Literal["condense", "embed", "retrieve", "rerank", "route", "generate", "total"]
 
 
 class Citation(BaseModel):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from docent.citations import CitationChecker, best_sentence, claims
 from docent.errors import UpstreamFailure
-from docent.llm import LLMClient, LLMFailure, open_llm, require_llm
+from docent.llm import LLMClient, LLMFailure, cost_of, open_llm, require_llm
 from docent.scope import says_not_covered
 from docent.settings import GenerationSettings, LLMSettings
 from docent.tokenizer import Tokenizer, load_tokenizer
@@ -24,8 +24,6 @@ from docent.types import EXTRACTIVE_LLM as EXTRACTIVE
 from docent.types import Citation, Fallback, SearchHit, Usage
 from services.generator.extractive import ExtractiveGenerator
 from services.generator.prompt import build_messages
-
-_PRICE_UNIT_TOKENS = 1_000_000  # prices are $ per million tokens
 
 
 @dataclass
@@ -154,8 +152,7 @@ class Generator:
         settings = self._llms.get(llm)
         if settings is None:  # extractive: no LLM, no cost
             return 0.0
-        spent = settings.prompt_price * usage.prompt_tokens + settings.sampled_price * usage.completion_tokens
-        return spent / _PRICE_UNIT_TOKENS
+        return cost_of(settings, usage)
 
     async def ready(self) -> dict[str, str]:
         """LLM endpoints are not probed: a failing one is handled by the fallback chain, per request."""

@@ -1,0 +1,66 @@
+"""Follow-up questions made to stand alone without an LLM.
+
+"How do I create an actor?" then "and how do I kill it?": asked alone, the follow-up
+retrieves nothing about actors. A follow-up that refers back (a pronoun, "what about…",
+a leading "and", or too few words of its own to search by) is searched together with the
+subject of the conversation: the question it follows, as that one was searched for.
+A question that stands on its own is left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from docent.types import Role, Turn
+
+# Words that point back at something said before ("that" also links clauses: it counts last only).
+_REFERRING = frozenset({
+    "it", "its", "it's", "itself", "they", "them", "their", "theirs", "themselves", "this", "these", "those",
+})
+_REFERRING_LAST = frozenset({"that", "there", "one", "ones", "too", "instead"})
+# Openings that continue the previous question rather than ask a new one.
+_CONTINUING = ("and", "but", "also", "so", "or", "plus", "what about", "how about", "same")
+# Words that carry no subject: question words, auxiliaries, pronouns, fillers.
+_FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "or", "but", "so", "to", "of", "in", "on", "at", "by", "for", "from", "with", "without", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "done", "doing", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "have", "has", "had", "having", "i", "me", "my", "we", "our", "you", "your", "he", "she", "him", "her", "it", "its", "they", "them", "their", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "if", "then", "than", "else", "also", "just", "only", "not", "no", "yes", "any", "some", "all", "each", "every", "more", "most", "other", "another", "same", "such", "very", "too", "please", "thanks", "thank", "okay", "ok", "hi", "hey", "get", "got", "use", "using", "used", "way", "ways", "need", "want", "like", "make", "sure", "possible", "instead"])
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.'-]*")
+# A name the question gives its subject by: a capitalised word after the first, or code (`x`, a_b, a.b, f()).
+_NAME = re.compile(r"(?<!^)(?<![.?!] )\b[A-Z][A-Za-z0-9]+|`[^`]+`|\b\w+[_.]\w+|\w+\(\)")
+# A question with more words of its own than this names its own subject, whatever its pronouns refer to.
+MAX_OWN_WORDS_REFERRING = 4
+# A follow-up with fewer words of its own than this, and no name, gives no subject to search by ("why?").
+MIN_OWN_WORDS = 2
+
+
+def words(text: str) -> list[str]:
+    return [w.lower().strip(".'-") for w in _WORD.findall(text)]
+
+
+def own_words(text: str) -> list[str]:
+    """The words that carry a subject: not question words, pronouns or fillers."""
+    return [w for w in words(text) if w and w not in _FUNCTION_WORDS]
+
+
+def refers_back(question: str) -> bool:
+    """The question leans on what was said before it."""
+    said = words(question)
+    lowered = " ".join(said)
+    if any(lowered == opening or lowered.startswith(opening + " ") for opening in _CONTINUING):
+        return True
+    own = len(own_words(question))
+    if own <= MAX_OWN_WORDS_REFERRING and (any(w in _REFERRING for w in said) or (said and said[-1] in _REFERRING_LAST)):
+        return True
+    return own < MIN_OWN_WORDS and not _NAME.search(question)
+
+
+def subject_of(turns: Sequence[Turn]) -> str:
+    """What the conversation is about: its last question (as it was searched for)."""
+    return next((t.content for t in reversed(turns) if t.role == Role.USER), "")
+
+
+def condense_offline(question: str, turns: Sequence[Turn]) -> str:
+    """The follow-up with the conversation's subject, when it refers back; else the question unchanged."""
+    subject = subject_of(turns)
+    if not subject or not refers_back(question):
+        return question
+    return f"{question} (about: {subject})"
