@@ -13,6 +13,8 @@ so one server serves every case:
 - `tokens-slow`: streams `SLOW_TOKENS` words, one every `SLOW_TOKEN_INTERVAL_S`;
   a client that hangs up before the end is recorded in `aborted_streams`;
 - `no-choices`: a stream with nothing but `[DONE]`;
+- `condense`: rewrites a follow-up as docent's condensing prompt asks, deterministically:
+  `condense_reply` ("Standalone question: <last question> in the context of <last user line>");
 - `not-covered`: answers `NOT_COVERED_REPLY` ("The provided sources do not mention this."),
   as an LLM does when the sources don't answer the question: docent flags it `abstained`.
 
@@ -85,6 +87,14 @@ NOT_COVERED_REPLY = "The provided sources do not mention this."
 def echo_answer(messages: list[dict[str, Any]]) -> str:
     sources = len(_SOURCE_LINE.findall(messages[-1]["content"])) if messages else 0
     return f"Ray Serve scales deployments [1]. (saw {sources} sources)"
+
+
+def condense_reply(prompt: str) -> str:
+    """The follow-up (after `Last question:`) read with the transcript's last `User:` line, behind a preamble."""
+    transcript, _, question = prompt.rpartition("Last question:")
+    users = [line.removeprefix("User:").strip() for line in transcript.splitlines() if line.startswith("User:")]
+    subject = users[-1] if users else ""
+    return f"Standalone question: {question.strip()} in the context of {subject}"
 
 
 def judge_reply(score: int) -> str:
@@ -317,6 +327,8 @@ class LLMServer:
             return paced(words(echo_answer(messages)), interval=0)
         if model == "not-covered":
             return paced(words(NOT_COVERED_REPLY), interval=0)
+        if model == "condense":
+            return paced(words(condense_reply(question)), interval=0)
         if model == "slow":
             return paced([], interval=0, stall_after=True)
         if model == "stalls-mid-answer":

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -26,7 +27,6 @@ from docent.errors import DocentError
 from docent.observability import RequestIds
 from docent.types import (
     Answer,
-    Fallback,
     FeedbackReceipt,
     FeedbackRequest,
     Fusion,
@@ -35,12 +35,13 @@ from docent.types import (
     RetrievalMode,
     Strategy,
 )
-from services.gateway import widget
-from services.gateway.errors import ServiceError
+from services.gateway import openai_chat, widget
+from services.gateway.asking import Answered, Failed, Happening, Opened, classify
+from services.gateway.dependencies import Asker, Rater, asking, policies_of
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.pipeline import Prepared, QueryPipeline, RequestError, answer_of
-from services.gateway.policies import CacheLookup, Caller, GatewayPolicies
-from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
+from services.gateway.pipeline import QueryPipeline, RequestError
+from services.gateway.policies import Caller, GatewayPolicies
+from services.generator.generator import FallbackEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +65,6 @@ rate-limited (429 with Retry-After). Repeated questions may be answered from the
 """
 
 
-def classify(exc: BaseException, retry_after: int) -> DocentError:
-    """The client-facing form of a pipeline failure (Ray wraps remote errors; their cause decides).
-
-    A DocentError says its own status; Serve's overload errors are 503s; anything else is a bug (500).
-    """
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    if isinstance(exc, DocentError):
-        if exc.http_status >= HTTPStatus.INTERNAL_SERVER_ERROR and not exc.retryable:
-            log.error("%s: %s", type(exc).__name__, exc)  # the operator's to fix: it goes to the log too
-        return exc
-    if type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
-        return ServiceError(503, "the service is overloaded; try again shortly", retry_after)
-    log.exception("unexpected failure", exc_info=exc)
-    return ServiceError(500, f"internal error ({type(exc).__name__}); the gateway's log has the details")
-
-
 def create_app(
     pipeline: QueryPipeline | None = None,
     metrics: GatewayMetrics | None = None,
@@ -96,6 +79,7 @@ def create_app(
     app.state.policies = policies
     _add_error_handlers(app)
     _add_routes(app)
+    app.include_router(openai_chat.router)  # any OpenAI client or chat front end can ask
     app.include_router(widget.router)  # `/` and `/widget.js`: people ask in the browser
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if pipeline is not None and pipeline.settings.gateway.cors_origins:
@@ -107,54 +91,33 @@ def create_app(
     return app
 
 
-def _pipeline(request: Request) -> QueryPipeline:
-    pipeline = request.app.state.pipeline
-    if pipeline is None:
-        raise ServiceError(503, "the gateway is starting", 1)
-    return pipeline
-
-
-def _policies(request: Request) -> GatewayPolicies:
-    policies = request.app.state.policies
-    if policies is None:
-        raise ServiceError(503, "the gateway is starting", 1)
-    return policies
-
-
-def _caller_with(scope: str, limited: bool):
-    """A dependency: the authorised (and, if `limited`, rate-limited) caller; runs before the body is read."""
-
-    async def caller(request: Request) -> Caller:
-        policies = _policies(request)
-        try:
-            who = await policies.authorize(request, scope)
-            if limited:
-                await policies.limit(who)
-        except Exception as exc:  # noqa: BLE001 - a database outage while checking a key is a 503, not a 500
-            raise classify(exc, policies.settings.serving.retry_after_s) from None
-        return who
-
-    return caller
-
-
-Asker = Annotated[Caller, Depends(_caller_with("query", limited=True))]
-Rater = Annotated[Caller, Depends(_caller_with("feedback", limited=False))]
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DocentError)
     async def docent_error(request: Request, exc: DocentError) -> JSONResponse:
         return error_response(request, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if not openai_chat.speaks_openai(request):
+            return await request_validation_exception_handler(request, exc)
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"] if part != "body")
+        body = openai_chat.error_body(HTTPStatus.UNPROCESSABLE_ENTITY, f"{param}: {first['msg']}", param)
+        return JSONResponse(body, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+
 
 def error_response(request: Request, exc: DocentError) -> JSONResponse:
-    """A DocentError as HTTP: its status and message; a request field's fault in FastAPI's 422 shape."""
-    if exc.field and exc.http_status == 422:
-        where = ["body", *exc.field.split(".")] if request.method == "POST" else ["query", exc.field.split(".")[-1]]
-        return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    """A DocentError as HTTP: its status and message; a request field's fault in FastAPI's 422 shape
+    (OpenAI's error shape under /v1)."""
     headers = dict(getattr(exc, "headers", {}))
     if exc.retryable:
         headers["Retry-After"] = str(getattr(exc, "retry_after", None) or _retry_after(request))
+    if openai_chat.speaks_openai(request):
+        body = openai_chat.error_body(exc.http_status, exc.message, exc.field)
+        return JSONResponse(body, status_code=exc.http_status, headers=headers or None)
+    if exc.field and exc.http_status == HTTPStatus.UNPROCESSABLE_ENTITY:
+        where = ["body", *exc.field.split(".")] if request.method == "POST" else ["query", exc.field.split(".")[-1]]
+        return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "value_error"}]}, status_code=422)
     return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=headers or None)
 
 
@@ -190,31 +153,12 @@ class RequestMetrics:
                 self.metrics.errors.labels(endpoint, str(status[0])).inc()
 
 
-def _log_answer(answer: Answer) -> None:
-    log.info(
-        "answered answer_id=%s llm=%s route=%s sources=%d prompt_tokens=%d completion_tokens=%d cost=%.6f total_ms=%.1f",
-        answer.answer_id, answer.llm, answer.route.llm, len(answer.sources), answer.usage.prompt_tokens,
-        answer.usage.completion_tokens, answer.cost, answer.timings_ms.get("total", 0.0),
-    )
-
-
 def _add_routes(app: FastAPI) -> None:
     metrics: GatewayMetrics = app.state.metrics
 
     @app.post("/query", response_model=Answer, summary="Answer a question", responses=_ERRORS)
     async def query(body: QueryRequest, request: Request, caller: Asker) -> Response:
-        pipeline, policies = _pipeline(request), _policies(request)
-        started = time.perf_counter()
-        try:
-            lookup = await policies.cached(body)
-            if lookup and lookup.answer:
-                answer = policies.replay(lookup.answer, started)
-            else:
-                answer = await pipeline.answer(body)
-                await policies.remember(lookup, answer)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error with a message
-            raise classify(exc, pipeline.settings.serving.retry_after_s) from None
-        await _answered(answer, caller, policies, metrics)
+        answer = await asking(request, caller).answer(body)
         # Already a validated Answer: serialised once, not validated again as response_model would.
         headers = {"X-Cache": "hit" if answer.cached else "miss"}
         return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
@@ -237,13 +181,16 @@ def _add_routes(app: FastAPI) -> None:
         rerank: bool | None = None,
         llm: str | None = None,
         abstain: bool | None = None,
+        conversation_id: Annotated[str | None, Query(min_length=1, description="continue this conversation")] = None,
     ):
         options = {k: v for k, v in {
             "mode": mode, "num_chunks": num_chunks, "lexical_k": lexical_k, "fusion": fusion, "strategy": strategy,
             "rerank": rerank, "llm": llm, "abstain": abstain,
         }.items() if v is not None}
         try:
-            body = QueryRequest(query=query, index=index, options=QueryOptions(**options))
+            body = QueryRequest(
+                query=query, index=index, options=QueryOptions(**options), conversation_id=conversation_id
+            )
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("query", *[p for p in e["loc"] if p != "options"])} for e in exc.errors(include_url=False)]
@@ -255,7 +202,7 @@ def _add_routes(app: FastAPI) -> None:
         responses={404: {"description": "unknown answer_id"}, 422: _ERRORS[422]},
     )
     async def feedback(body: FeedbackRequest, request: Request, caller: Rater) -> FeedbackReceipt:
-        policies = _policies(request)
+        policies = policies_of(request)
         limit = policies.settings.gateway.max_comment_chars
         if body.comment is not None and len(body.comment) > limit:
             raise RequestError("comment", f"the comment is {len(body.comment)} characters; at most {limit}")
@@ -302,35 +249,21 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _answered(answer: Answer, caller: Caller, policies: GatewayPolicies, metrics: GatewayMetrics) -> None:
-    if not answer.cached:
-        metrics.record_answer(answer.llm, answer.route.llm, answer.usage, answer.cost, answer.timings_ms, answer.fallbacks)
-    _log_answer(answer)
-    await policies.record(answer, caller)
-
-
 async def _stream(request: Request, body: QueryRequest, caller: Caller) -> EventSourceResponse:
     """Everything that can fail before the first byte is an HTTP error; later failures are `error` events."""
-    pipeline, policies, metrics = _pipeline(request), _policies(request), request.app.state.metrics
-    started = time.perf_counter()
-    try:
-        lookup = await policies.cached(body)
-        if lookup and lookup.answer:
-            events = _replayed_events(policies.replay(lookup.answer, started), caller, policies, metrics)
-        else:
-            prepared = await pipeline.prepare(body)
-            events = _events(pipeline, prepared, lookup, caller, policies, metrics)
-    except Exception as exc:  # noqa: BLE001
-        raise classify(exc, pipeline.settings.serving.retry_after_s) from None
-    headers = {"Cache-Control": "no-cache", "X-Cache": "hit" if lookup and lookup.answer else "miss"}
-    return EventSourceResponse(events, headers=headers)
+    streamed = await asking(request, caller).stream(body)
+    headers = {"Cache-Control": "no-cache", "X-Cache": "hit" if streamed.cached else "miss"}
+    return EventSourceResponse(_sse_events(streamed.happenings), headers=headers)
 
 
 def sse(event: str, data: Any) -> bytes:
     return format_sse_event(event=event, data_str=json.dumps(data, separators=(",", ":")))
 
 
-_DONE_FIELDS = {"answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached", "abstained", "citations"}
+_DONE_FIELDS = {
+    "answer_id", "llm", "route", "usage", "cost", "fallbacks", "timings_ms", "cached", "abstained", "citations",
+    "conversation_id", "standalone_question",
+}
 
 
 def _done_event(answer: Answer) -> bytes:
@@ -339,50 +272,31 @@ def _done_event(answer: Answer) -> bytes:
     return sse("done", {**answer.model_dump(include=_DONE_FIELDS), "sources": cited})
 
 
-def _sources_event(answer_id: str, question: str, index: str, route, sources) -> bytes:
+def _sources_event(opened: Opened) -> bytes:
     return sse("sources", {
-        "answer_id": answer_id,
-        "question": question,
-        "index": index,
-        "route": route.model_dump(),
+        "answer_id": opened.answer_id,
+        "question": opened.question,
+        "standalone_question": opened.standalone_question,
+        "conversation_id": opened.conversation_id,
+        "index": opened.index,
+        "route": opened.route.model_dump(),
         # Which sources the answer cites is known at its end: `done` says it, not this event.
-        "sources": [s.model_dump(exclude={"cited", "snippet"}) for s in sources],
+        "sources": [s.model_dump(exclude={"cited", "snippet"}) for s in opened.sources],
     })
 
 
-async def _replayed_events(answer: Answer, caller: Caller, policies: GatewayPolicies, metrics) -> AsyncIterator[bytes]:
-    """A cached answer, as the events of a stream: its whole text in one token event."""
-    await _answered(answer, caller, policies, metrics)
-    yield _sources_event(answer.answer_id, answer.question, answer.index, answer.route, answer.sources)
-    yield sse("token", {"text": answer.answer}) + _done_event(answer)
-
-
-async def _events(
-    pipeline: QueryPipeline, prepared: Prepared, lookup: CacheLookup | None, caller: Caller,
-    policies: GatewayPolicies, metrics: GatewayMetrics,
-) -> AsyncIterator[bytes]:
-    yield _sources_event(prepared.answer_id, prepared.question, prepared.index, prepared.route, prepared.sources())
-    parts: list[str] = []
-    fallbacks: list[Fallback] = []
-    try:
-        async for batch in pipeline.events(prepared):
-            frames = []  # a batch goes out as one write: each write is a message through the Serve proxy
-            for event in batch:
-                if isinstance(event, TokenEvent):
-                    parts.append(event.text)
-                    frames.append(sse("token", {"text": event.text}))
-                elif isinstance(event, FallbackEvent):
-                    fallbacks.append(Fallback(llm=event.llm, reason=event.reason))
-                    frames.append(sse("fallback", {"llm": event.llm, "reason": event.reason}))
-                elif isinstance(event, DoneEvent):
-                    answer = answer_of(prepared, "".join(parts), fallbacks, event)
-                    # Logged before `done` goes out: a client may send feedback as soon as it sees the answer_id.
-                    await _answered(answer, caller, policies, metrics)
-                    await policies.remember(lookup, answer)
-                    frames.append(_done_event(answer))
-            yield b"".join(frames)
-    except Exception as exc:  # noqa: BLE001 - the stream has begun: the client gets an error event
-        error = classify(exc, pipeline.settings.serving.retry_after_s)
-        metrics.errors.labels("/stream", "midstream").inc()
-        status = error.http_status
-        yield sse("error", {"status": status, "message": str(error)})
+async def _sse_events(happenings: AsyncIterator[list[Happening]]) -> AsyncIterator[bytes]:
+    async for batch in happenings:
+        frames = []  # a batch goes out as one write: each write is a message through the Serve proxy
+        for happening in batch:
+            if isinstance(happening, Opened):
+                frames.append(_sources_event(happening))
+            elif isinstance(happening, TokenEvent):
+                frames.append(sse("token", {"text": happening.text}))
+            elif isinstance(happening, FallbackEvent):
+                frames.append(sse("fallback", {"llm": happening.llm, "reason": happening.reason}))
+            elif isinstance(happening, Answered):
+                frames.append(_done_event(happening.answer))
+            elif isinstance(happening, Failed):
+                frames.append(sse("error", {"status": happening.error.http_status, "message": str(happening.error)}))
+        yield b"".join(frames)

@@ -38,3 +38,4 @@ async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> Qu
 async def close_local_pipeline(pipeline: QueryPipeline) -> None:
     await pipeline.retriever.close()
     await pipeline.generator.aclose()
+    await pipeline.condenser.aclose()

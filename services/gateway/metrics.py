@@ -33,6 +33,15 @@ class GatewayMetrics:
             self.feedback.labels(rating)
         self.errors = Counter("docent_errors", "Failed requests by endpoint and kind", ["endpoint", "kind"], registry=r)
 
+    def record_condensed(self, llm: str | None, usage, cost: float, ms: float) -> None:
+        """A follow-up made to stand alone: by an LLM (its tokens and cost) or offline (`llm` None)."""
+        self.stage_latency.labels("condense").observe(ms / 1000)
+        if llm is None:
+            return
+        self.tokens.labels(llm, "prompt").inc(usage.prompt_tokens)
+        self.tokens.labels(llm, "completion").inc(usage.completion_tokens)
+        self.cost.labels(llm).inc(cost)
+
     def record_answer(self, llm: str, route: str, usage, cost: float, timings_ms: dict[str, float], fallbacks) -> None:
         self.routes.labels(route).inc()
         self.answers.labels(llm).inc()

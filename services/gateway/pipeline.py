@@ -30,9 +30,11 @@ from docent.types import (
     Route,
     SearchHit,
     Source,
+    Turn,
     Usage,
     page_of,
 )
+from services.gateway.conversation import Condensed, Condenser
 from services.gateway.stages import GeneratorStage, RerankerStage, RetrieverStage, RouterStage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 from services.reranker.rerank import rerank
@@ -55,6 +57,8 @@ class Prepared:
     """A question retrieved, reranked and routed: everything generation needs.
 
     `id` is the request's id (logs, traces; a client may choose it); `answer_id` is unique.
+    `question` is what was searched for and is answered: the asked question, or the
+    follow-up made to stand alone (`condensed` says how, and what that cost).
     """
 
     id: str
@@ -66,6 +70,12 @@ class Prepared:
     timings_ms: dict[str, float] = field(default_factory=dict)
     answer_id: str = ""
     scope: ScopeVerdict | None = None  # None: not judged
+    conversation_id: str = ""
+    condensed: Condensed | None = None
+
+    @property
+    def asked(self) -> str:
+        return self.condensed.question if self.condensed else self.question
 
     @property
     def out_of_scope(self) -> bool:
@@ -107,6 +117,7 @@ class QueryPipeline:
         self.settings = settings
         self.retriever, self.reranker, self.router, self.generator = retriever, reranker, router, generator
         self.llm_names = [llm.name for llm in settings.generation.llms]
+        self.condenser = Condenser(settings)
         self._reranker_has_models: bool | None = None
 
     def validate(self, request: QueryRequest) -> None:
@@ -120,13 +131,26 @@ class QueryPipeline:
         if llm is not None:
             require_llm(llm, [*self.llm_names, EXTRACTIVE_LLM])  # UnknownLLM: a 422 naming options.llm
 
-    async def prepare(self, request: QueryRequest) -> Prepared:
+    async def condense(self, request: QueryRequest, turns: list[Turn]) -> Condensed:
+        """The request's question made to stand alone from the conversation's `turns` (unchanged without any)."""
+        self.validate(request)
+        with tracer().start_as_current_span("docent.condense"):
+            return await self.condenser.condense(request.query, turns)
+
+    async def prepare(self, request: QueryRequest, condensed: Condensed | None = None, conversation_id: str = "") -> Prepared:
+        """Retrieve, rerank and route the question (`condensed.standalone`, when a conversation was read)."""
         self.validate(request)
         request_id = current_request_id() or new_request_id()
         answer_id = uuid.uuid4().hex
         attributes = {"docent.request_id": request_id, "docent.answer_id": answer_id}  # traces meet feedback
+        search = searched(request, condensed)
         with tracer().start_as_current_span("docent.prepare", attributes=attributes):
-            return await self._prepare(request, request_id, answer_id)
+            prepared = await self._prepare(search, request_id, answer_id)
+        prepared.conversation_id = conversation_id or request.conversation_id or uuid.uuid4().hex
+        if condensed is not None and condensed.by:
+            prepared.condensed = condensed
+            prepared.timings_ms = {"condense": condensed.ms, **prepared.timings_ms}
+        return prepared
 
     async def _prepare(self, request: QueryRequest, request_id: str, answer_id: str) -> Prepared:
         started = time.perf_counter()
@@ -226,8 +250,8 @@ class QueryPipeline:
         finally:
             span.end()
 
-    async def answer(self, request: QueryRequest) -> Answer:
-        prepared = await self.prepare(request)
+    async def answer(self, request: QueryRequest, condensed: Condensed | None = None, conversation_id: str = "") -> Answer:
+        prepared = await self.prepare(request, condensed, conversation_id)
         if prepared.out_of_scope:
             token, done = self.abstention(prepared)
             return answer_of(prepared, token.text, [], done)
@@ -259,19 +283,37 @@ class QueryPipeline:
         return problems
 
 
+def searched(request: QueryRequest, condensed: Condensed | None) -> QueryRequest:
+    """The request as the pipeline (and the cache) sees it: the standalone question, no conversation."""
+    query = condensed.standalone if condensed else request.query
+    return request.model_copy(update={"query": query, "conversation_id": None, "history": []})
+
+
 def answer_of(prepared: Prepared, text: str, fallbacks: list[Fallback], done: DoneEvent) -> Answer:
+    """The answer; its usage and cost include condensing the question, when an LLM did."""
+    usage = done.usage if isinstance(done.usage, Usage) else Usage.model_validate(done.usage)
+    cost = done.cost
+    if prepared.condensed is not None:
+        spent = prepared.condensed.usage
+        usage = Usage(
+            prompt_tokens=usage.prompt_tokens + spent.prompt_tokens,
+            completion_tokens=usage.completion_tokens + spent.completion_tokens,
+        )
+        cost += prepared.condensed.cost
     return Answer(
         answer_id=prepared.answer_id,
-        question=prepared.question,
+        question=prepared.asked,
         index=prepared.index,
         answer=text,
         sources=prepared.sources(done.snippets),
         llm=done.llm,
         route=prepared.route,
-        usage=done.usage if isinstance(done.usage, Usage) else Usage.model_validate(done.usage),
-        cost=done.cost,
+        usage=usage,
+        cost=cost,
         fallbacks=fallbacks,
         timings_ms=prepared.timings_ms,
         abstained=done.abstained,
         citations=done.citations,
+        conversation_id=prepared.conversation_id,
+        standalone_question=prepared.question,
     )

@@ -1,0 +1,115 @@
+"""Follow-ups made to stand alone offline, the condensing prompt and reply, and chat messages read as a conversation."""
+
+from __future__ import annotations
+
+import pytest
+
+from docent.conversation import condense_offline, refers_back
+from docent.settings import Settings
+from docent.types import Role, Source, Turn
+from services.gateway.conversation import OFFLINE, Condenser, clean_standalone, condense_messages
+from services.gateway.openai_chat import ChatRequest, ChatRequestError, query_request, sources_list, without_sources
+
+FIRST = "How do I create a Ray actor?"
+HISTORY = [Turn(role=Role.USER, content=FIRST), Turn(role=Role.ASSISTANT, content="Decorate a class with @ray.remote [1].")]
+
+
+@pytest.mark.parametrize("follow_up", [
+    "and how do I kill it?",
+    "What about GPUs?",
+    "how about on Kubernetes?",
+    "Can they share a GPU?",
+    "why?",
+    "Is there an async version of that?",
+    "Also, how do I name one?",
+    "what are its limits?",
+])
+def test_follow_ups_that_lean_on_the_conversation_refer_back(follow_up):
+    assert refers_back(follow_up)
+    assert condense_offline(follow_up, HISTORY) == f"{follow_up} (about: {FIRST})"
+
+
+@pytest.mark.parametrize("question", [
+    "How do I configure the number of replicas of a Ray Serve deployment?",
+    "What is a placement group?",
+    "How do I use `ray.get` with a timeout?",
+    "Does Ray Data support reading Parquet files from S3?",
+    "How can I set num_cpus for a task?",
+    "What does RLlib's PPO algorithm do with its learning rate?",
+])
+def test_questions_that_stand_alone_are_left_alone(question):
+    assert not refers_back(question)
+    assert condense_offline(question, HISTORY) == question
+
+
+def test_without_history_nothing_is_condensed():
+    assert condense_offline("and how do I kill it?", []) == "and how do I kill it?"
+
+
+def test_the_subject_is_the_last_question_asked():
+    turns = [*HISTORY, Turn(role=Role.USER, content="How do I stop a Ray job?"), Turn(role=Role.ASSISTANT, content="ok")]
+    assert condense_offline("and restart it?", turns).endswith("(about: How do I stop a Ray job?)")
+
+
+async def test_the_offline_condenser_is_used_without_an_llm_and_times_itself():
+    condenser = Condenser(Settings())
+    condensed = await condenser.condense("and how do I kill it?", HISTORY)
+    assert condensed.by == OFFLINE and condensed.rewritten and condensed.cost == 0
+    alone = await condenser.condense("and how do I kill it?", [])
+    assert alone.by == "" and not alone.rewritten
+
+
+def test_the_condensing_prompt_holds_the_transcript_cut_to_size_and_the_question():
+    messages = condense_messages("Rewrite.", "and then?", HISTORY, max_turn_chars=10)
+    assert messages[0] == {"role": "system", "content": "Rewrite."}
+    assert messages[1]["content"] == "Conversation:\nUser: How do I c\nAssistant: Decorate a\n\nLast question: and then?"
+
+
+@pytest.mark.parametrize(("reply", "cleaned"), [
+    ("How do I kill a Ray actor?", "How do I kill a Ray actor?"),
+    ('Standalone question: "How do I kill a Ray actor?"\nThis replaces "it".', "How do I kill a Ray actor?"),
+    ("  \n`How do I kill a Ray actor?`  ", "How do I kill a Ray actor?"),
+    ("", None),
+    ("Question: ", None),
+    ("x" * 5000, None),
+])
+def test_an_llms_reply_is_cleaned_to_one_question_or_refused(reply, cleaned):
+    assert clean_standalone(reply, max_chars=1000) == cleaned
+
+
+def _chat(*messages: tuple[str, object]) -> ChatRequest:
+    return ChatRequest.model_validate({"model": "ray", "messages": [{"role": r, "content": c} for r, c in messages]})
+
+
+def test_chat_messages_are_the_question_and_its_history():
+    answer = "Decorate a class [1].\n\n**Sources**\n\n- [1] [Actors](https://docs.ray.io/actors.html)"
+    request = query_request(_chat(
+        ("system", "Be brief."), ("user", FIRST), ("assistant", answer),
+        ("user", [{"type": "text", "text": "and how do I "}, {"type": "text", "text": "kill it?"}]),
+    ))
+    assert request.query == "and how do I kill it?" and request.index == "ray"
+    assert [t.role for t in request.history] == [Role.USER, Role.ASSISTANT]
+    assert request.history[1].content == "Decorate a class [1]."  # docent's own source list is not history
+
+
+@pytest.mark.parametrize(("messages", "field"), [
+    ((("user", FIRST), ("assistant", "ok")), "messages.1.role"),
+    ((("user", "   "),), "messages.0.content"),
+    ((("user", [{"type": "image_url", "image_url": {"url": "x"}}]),), "messages.0.content"),
+    ((("critic", "hm"), ("user", FIRST)), "messages.0.role"),
+])
+def test_chat_requests_docent_cannot_answer_name_the_field(messages, field):
+    with pytest.raises(ChatRequestError) as error:
+        query_request(_chat(*messages))
+    assert error.value.field == field and error.value.http_status == 422
+
+
+def test_the_sources_list_names_the_cited_sources_by_their_numbers():
+    sources = [
+        Source(number=n, source=f"https://d/{n}.html", title=f"Page {n}", text="t", score=1.0, cited=n != 2)
+        for n in (1, 2, 3)
+    ]
+    listed = sources_list(sources)
+    assert listed == "\n\n**Sources**\n\n- [1] [Page 1](https://d/1.html)\n- [3] [Page 3](https://d/3.html)"
+    assert without_sources("Answer [1]." + listed) == "Answer [1]."
+    assert sources_list([s.model_copy(update={"cited": False}) for s in sources]) == ""
