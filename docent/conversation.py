@@ -3,8 +3,10 @@
 "How do I create an actor?" then "and how do I kill it?": asked alone, the follow-up
 retrieves nothing about actors. A follow-up that refers back (a pronoun, "what about…",
 a leading "and", or too few words of its own to search by) is searched together with the
-subject of the conversation: the question it follows, as that one was searched for.
-A question that stands on its own is left alone.
+subject of the conversation: the question it follows, as that one was searched for. The
+gateway searches such a question both ways and takes the hits in turn
+(`services/gateway/pipeline.py`), so one that named its own subject after all keeps its
+own hits. A question that stands on its own is left alone.
 """
 
 from __future__ import annotations
@@ -14,19 +16,21 @@ from collections.abc import Sequence
 
 from docent.types import Role, Turn
 
-# Words that point back at something said before ("that" also links clauses: it counts last only).
-_REFERRING = frozenset({
-    "it", "its", "it's", "itself", "they", "them", "their", "theirs", "themselves", "this", "these", "those",
+# Words that point back at something said before. A question that also names its own subject
+# ("How do I use ray.get so that it times out?") is searched both ways, so these may overreach.
+REFERRING = frozenset({
+    "it", "its", "it's", "itself", "they", "them", "their", "theirs", "themselves", "this", "these", "those", "that",
 })
-_REFERRING_LAST = frozenset({"that", "there", "one", "ones", "too", "instead"})
+# Words that point back only at the end of a short question ("and on GPUs too?", "what about the other one?").
+_REFERRING_LAST = frozenset({"there", "one", "ones", "too", "instead"})
 # Openings that continue the previous question rather than ask a new one.
 _CONTINUING = ("and", "but", "also", "so", "or", "plus", "what about", "how about", "same")
 # Words that carry no subject: question words, auxiliaries, pronouns, fillers.
 _FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "or", "but", "so", "to", "of", "in", "on", "at", "by", "for", "from", "with", "without", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "done", "doing", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "have", "has", "had", "having", "i", "me", "my", "we", "our", "you", "your", "he", "she", "him", "her", "it", "its", "they", "them", "their", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "if", "then", "than", "else", "also", "just", "only", "not", "no", "yes", "any", "some", "all", "each", "every", "more", "most", "other", "another", "same", "such", "very", "too", "please", "thanks", "thank", "okay", "ok", "hi", "hey", "get", "got", "use", "using", "used", "way", "ways", "need", "want", "like", "make", "sure", "possible", "instead"])
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.'-]*")
 # A name the question gives its subject by: a capitalised word after the first, or code (`x`, a_b, a.b, f()).
-_NAME = re.compile(r"(?<!^)(?<![.?!] )\b[A-Z][A-Za-z0-9]+|`[^`]+`|\b\w+[_.]\w+|\w+\(\)")
-# A question with more words of its own than this names its own subject, whatever its pronouns refer to.
+NAMED_SUBJECT = re.compile(r"(?<!^)(?<![.?!] )\b[A-Z][A-Za-z0-9]+|`[^`]+`|\b\w+[_.]\w+|\w+\(\)")
+# A question ending in "too", "one"… with more words of its own than this names its own subject.
 MAX_OWN_WORDS_REFERRING = 4
 # A follow-up with fewer words of its own than this, and no name, gives no subject to search by ("why?").
 MIN_OWN_WORDS = 2
@@ -47,10 +51,12 @@ def refers_back(question: str) -> bool:
     lowered = " ".join(said)
     if any(lowered == opening or lowered.startswith(opening + " ") for opening in _CONTINUING):
         return True
-    own = len(own_words(question))
-    if own <= MAX_OWN_WORDS_REFERRING and (any(w in _REFERRING for w in said) or (said and said[-1] in _REFERRING_LAST)):
+    if any(w in REFERRING for w in said):
         return True
-    return own < MIN_OWN_WORDS and not _NAME.search(question)
+    own = len(own_words(question))
+    if own <= MAX_OWN_WORDS_REFERRING and said and said[-1] in _REFERRING_LAST:
+        return True
+    return own < MIN_OWN_WORDS and not NAMED_SUBJECT.search(question)
 
 
 def subject_of(turns: Sequence[Turn]) -> str:

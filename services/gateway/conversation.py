@@ -43,6 +43,12 @@ class Condensed:
     def rewritten(self) -> bool:
         return self.standalone != self.question
 
+    @property
+    def fused(self) -> bool:
+        """Searched for both ways: offline, the standalone question leans on the subject's words, and a
+        question that stood alone after all keeps its own hits (benchmarks.md, conversations)."""
+        return self.by == OFFLINE and self.rewritten
+
 
 def cheapest_llm(llms: Sequence[LLMSettings]) -> LLMSettings | None:
     """The configured LLM with the lowest price per token (the first of equals)."""

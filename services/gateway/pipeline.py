@@ -8,6 +8,7 @@ embedded). Only retrieval and generation sit one after the other.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from services.gateway.conversation import Condensed, Condenser
 from services.gateway.stages import GeneratorStage, RerankerStage, RetrieverStage, RouterStage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 from services.reranker.rerank import rerank
+from services.retriever.service import RetrievalResult
 from services.router.router import choose_llm
 
 
@@ -144,19 +146,18 @@ class QueryPipeline:
         answer_id = uuid.uuid4().hex
         attributes = {"docent.request_id": request_id, "docent.answer_id": answer_id}  # traces meet feedback
         search = searched(request, condensed)
+        alone = request.query if condensed is not None and condensed.fused else None
         with tracer().start_as_current_span("docent.prepare", attributes=attributes):
-            prepared = await self._prepare(search, request_id, answer_id)
+            prepared = await self._prepare(search, request_id, answer_id, alone)
         prepared.conversation_id = conversation_id or request.conversation_id or uuid.uuid4().hex
         if condensed is not None and condensed.by:
             prepared.condensed = condensed
             prepared.timings_ms = {"condense": condensed.ms, **prepared.timings_ms}
         return prepared
 
-    async def _prepare(self, request: QueryRequest, request_id: str, answer_id: str) -> Prepared:
+    async def _prepare(self, request: QueryRequest, request_id: str, answer_id: str, alone: str | None) -> Prepared:
         started = time.perf_counter()
-        retrieval = asyncio.ensure_future(
-            self._timed("retrieve", self.retriever.search(request.query, request.index, request.options))
-        )
+        retrieval = asyncio.ensure_future(self._timed("retrieve", self._search(request, alone)))
         tagging = asyncio.ensure_future(self._timed("tag", self._predict_tag(request)))
         routing = asyncio.ensure_future(self._timed("route", self._route(request)))
         try:
@@ -177,6 +178,18 @@ class QueryPipeline:
             "route": round(route_ms, 2),
         }
         return Prepared(request_id, request.query, result.index, hits, route, started, timings, answer_id, result.scope)
+
+    async def _search(self, request: QueryRequest, alone: str | None) -> RetrievalResult:
+        """The request's hits; with `alone` (the follow-up as asked), taken in turn with that question's own."""
+        if alone is None:
+            return await self.retriever.search(request.query, request.index, request.options)
+        with_subject, own = await asyncio.gather(
+            self.retriever.search(request.query, request.index, request.options),
+            self.retriever.search(alone, request.index, request.options),
+        )
+        hits = interleaved(with_subject.hits, own.hits)
+        embed_ms = max(with_subject.timings_ms["embed"], own.timings_ms["embed"])
+        return dataclasses.replace(with_subject, hits=hits, timings_ms={**with_subject.timings_ms, "embed": embed_ms})
 
     @staticmethod
     async def _timed(stage: str, call) -> tuple[Any, float]:
@@ -281,6 +294,18 @@ class QueryPipeline:
             else:
                 problems.update(outcome)
         return problems
+
+
+def interleaved(first: list[SearchHit], second: list[SearchHit]) -> list[SearchHit]:
+    """The hits of both rankings taken in turn (first's first), each chunk once, as many as `first` holds."""
+    taken: dict[int, SearchHit] = {}
+    for pair in zip(first, second):
+        for hit in pair:
+            taken.setdefault(hit.chunk_id, hit)
+    for hit in (*first[len(second):], *second[len(first):]):  # the longer ranking's tail, when one is shorter
+        taken.setdefault(hit.chunk_id, hit)
+    merged = list(taken.values())[: len(first)]
+    return [hit.model_copy(update={"rank": rank}) for rank, hit in enumerate(merged, start=1)]
 
 
 def searched(request: QueryRequest, condensed: Condensed | None) -> QueryRequest:

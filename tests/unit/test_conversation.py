@@ -6,9 +6,10 @@ import pytest
 
 from docent.conversation import condense_offline, refers_back
 from docent.settings import Settings
-from docent.types import Role, Source, Turn
+from docent.types import Role, SearchHit, Source, Turn
 from services.gateway.conversation import OFFLINE, Condenser, clean_standalone, condense_messages
 from services.gateway.openai_chat import ChatRequest, ChatRequestError, query_request, sources_list, without_sources
+from services.gateway.pipeline import interleaved
 
 FIRST = "How do I create a Ray actor?"
 HISTORY = [Turn(role=Role.USER, content=FIRST), Turn(role=Role.ASSISTANT, content="Decorate a class with @ray.remote [1].")]
@@ -35,11 +36,27 @@ def test_follow_ups_that_lean_on_the_conversation_refer_back(follow_up):
     "How do I use `ray.get` with a timeout?",
     "Does Ray Data support reading Parquet files from S3?",
     "How can I set num_cpus for a task?",
-    "What does RLlib's PPO algorithm do with its learning rate?",
+    "Which metrics does the Ray dashboard show for each node?",
 ])
 def test_questions_that_stand_alone_are_left_alone(question):
     assert not refers_back(question)
     assert condense_offline(question, HISTORY) == question
+
+
+def test_a_pronoun_anywhere_refers_back_even_in_a_question_that_names_its_subject():
+    # Searched both ways by the gateway (interleaved hits): naming its subject, it keeps its own hits.
+    assert refers_back("What does RLlib's PPO algorithm do with its learning rate?")
+
+
+def _hit(chunk_id: int) -> SearchHit:
+    return SearchHit(rank=0, score=1.0, source=f"https://d/{chunk_id}.html", text="t", chunk_id=chunk_id)
+
+
+def test_the_hits_of_both_searches_are_taken_in_turn_each_chunk_once_as_many_as_the_first():
+    merged = interleaved([_hit(1), _hit(2), _hit(3), _hit(4)], [_hit(2), _hit(5)])
+    assert [h.chunk_id for h in merged] == [1, 2, 5, 3]
+    assert [h.rank for h in merged] == [1, 2, 3, 4]
+    assert [h.chunk_id for h in interleaved([_hit(1)], [])] == [1]
 
 
 def test_without_history_nothing_is_condensed():
