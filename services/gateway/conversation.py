@@ -108,7 +108,8 @@ class Condenser:
         if not turns:
             return Condensed(question, question)
         started = time.perf_counter()
-        turns = list(turns)[-self.settings.max_turns:]
+        cut = self.settings.max_turn_chars  # a client's history may be long: only its end is read
+        turns = [Turn(role=t.role, content=t.content[:cut]) for t in list(turns)[-self.settings.max_turns:]]
         condensed = await self._by_llm(question, turns) if self.llm is not None else None
         if condensed is None:
             condensed = Condensed(question, condense_offline(question, turns), OFFLINE)
