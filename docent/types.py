@@ -325,8 +325,8 @@ class Answer(BaseModel):
     sources: list[Source]
     llm: str = Field(description="the LLM that actually answered (`extractive`: no LLM, sentences of the sources)")
     route: Route
-    usage: Usage
-    cost: float = Field(description="estimated $ from the LLM's prices")
+    usage: Usage = Field(description="tokens of the answering LLM and, for a follow-up, of the LLM that condensed it")
+    cost: float = Field(description="estimated $ from the LLMs' prices: the answer's and, for a follow-up, condensing it")
     fallbacks: list[Fallback] = Field(default_factory=list)
     timings_ms: dict[Stage, float]
     cached: bool = Field(False, description="served from the response cache: an earlier identical question's answer")
