@@ -59,14 +59,25 @@ def refers_back(question: str) -> bool:
     return own < MIN_OWN_WORDS and not NAMED_SUBJECT.search(question)
 
 
+_ABOUT = " (about: "
+
+
 def subject_of(turns: Sequence[Turn]) -> str:
     """What the conversation is about: its last question (as it was searched for)."""
     return next((t.content for t in reversed(turns) if t.role == Role.USER), "")
 
 
 def condense_offline(question: str, turns: Sequence[Turn]) -> str:
-    """The follow-up with the conversation's subject, when it refers back; else the question unchanged."""
+    """The follow-up with the conversation's subject, when it refers back; else the question unchanged.
+
+    A chain of follow-ups keeps two questions at most, the last and the one the chain began
+    with: "why? (about: and what happens then?; What does job_timeout do?)".
+    """
     subject = subject_of(turns)
     if not subject or not refers_back(question):
         return question
-    return f"{question} (about: {subject})"
+    last, _, about = subject.partition(_ABOUT)
+    if about:
+        began = about.removesuffix(")").split("; ")[-1]
+        subject = f"{last}; {began}"
+    return f"{question}{_ABOUT}{subject})"

@@ -59,6 +59,15 @@ def test_the_hits_of_both_searches_are_taken_in_turn_each_chunk_once_as_many_as_
     assert [h.chunk_id for h in interleaved([_hit(1)], [])] == [1]
 
 
+def test_a_chain_of_follow_ups_keeps_the_last_question_and_the_first():
+    first = [Turn(role=Role.USER, content="What does job_timeout do?")]
+    second = condense_offline("and what happens then?", first)
+    third = condense_offline("why?", [Turn(role=Role.USER, content=second)])
+    fourth = condense_offline("and then?", [Turn(role=Role.USER, content=third)])
+    assert third == "why? (about: and what happens then?; What does job_timeout do?)"
+    assert fourth == "and then? (about: why?; What does job_timeout do?)"
+
+
 def test_without_history_nothing_is_condensed():
     assert condense_offline("and how do I kill it?", []) == "and how do I kill it?"
 
