@@ -105,60 +105,84 @@ def query(
     index: Annotated[str | None, typer.Option(help="index to answer from (default: the gateway's)")] = None,
     llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`)")] = None,
     k: Annotated[int | None, typer.Option("-k", help="chunks to retrieve")] = None,
+    conversation: Annotated[
+        str | None,
+        typer.Option(
+            "--conversation", metavar="ID",
+            help="continue this conversation: the id an earlier answer printed (a follow-up is read with its turns)",
+            show_default=False,
+        ),
+    ] = None,
     stream: Annotated[bool, typer.Option("--stream", help="print the answer as it arrives")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the answer as JSON (with --stream: one event per line)")] = False,
     api_key: Annotated[
         str | None, typer.Option(help="API key for a gateway with auth enabled (default: DOCENT_API_KEY)", show_default=False)
     ] = None,
 ) -> None:
-    """Ask a running gateway (`docent serve`) a question; prints the answer and its sources."""
-    from clients.gateway_client import GatewayClient, GatewayError
+    """Ask a running gateway (`docent serve`) a question; prints the answer, its sources and its conversation.
+
+    Continue the conversation with `--conversation ID` (printed under each answer): a follow-up such as "and how do I turn that off?" is then searched for as a question that stands alone.
+    """
+    from docent.client import DocentClient
 
     if not question.strip():
         raise fail("the question is empty", USAGE_ERROR)
     with clear_errors():
         settings = cli_settings()
-    options = {key: value for key, value in {"llm": llm, "num_chunks": k}.items() if value is not None}
-    body = {"query": question, "index": index, "options": options}
-    client = GatewayClient(url or settings.serving.url, api_key=api_key or settings.api_key)
-    try:
+    asked = {"index": index, "conversation_id": conversation, "llm": llm, "num_chunks": k}
+    with clear_errors(interrupted="interrupted"), DocentClient(url or settings.serving.url, api_key or settings.api_key) as client:
         if stream:
-            _print_stream(client.stream(body), as_json)
+            _print_stream(client.stream(question, **asked), as_json)
         else:
-            answer = client.query(body)
-            print(json.dumps(answer)) if as_json else _print_answer(answer)
-    except GatewayError as exc:
-        code = USAGE_ERROR if 400 <= exc.status < 500 else RUNTIME_ERROR
-        raise fail(exc.message, code) from None
-    finally:
-        client.close()
+            answer = client.query(question, **asked)
+            print(answer.model_dump_json()) if as_json else _print_answer(answer.model_dump())
 
 
 def _print_stream(events, as_json: bool) -> None:
+    from docent.client import StreamDone, StreamError, StreamFallback, StreamSources, StreamToken
+
     sources: list[dict] = []
-    for event, data in events:
+    for event in events:
         if as_json:
-            print(json.dumps({"event": event, "data": data}), flush=True)
-        elif event == "sources":
-            sources = data["sources"]
-        elif event == "token":
-            console.print(data["text"], end="", highlight=False, soft_wrap=True)
-        elif event == "fallback":
-            errors.print(f"\n[yellow]{data['llm']} failed ({data['reason']}); trying the next LLM[/]")
-        elif event == "done":
+            print(json.dumps({"event": event.event, "data": event.model_dump(mode="json", exclude_unset=True)}), flush=True)
+        elif isinstance(event, StreamSources):
+            sources = [s.model_dump() for s in event.sources]
+            _print_standalone(event.question, event.standalone_question)
+        elif isinstance(event, StreamToken):
+            console.print(event.text, end="", highlight=False, soft_wrap=True)
+        elif isinstance(event, StreamFallback):
+            errors.print(f"\n[yellow]{escape(event.llm)} failed ({escape(event.reason)}); trying the next LLM[/]")
+        elif isinstance(event, StreamDone):
             console.print()
-            cited = {s["number"]: s for s in data.get("sources", [])}  # which were cited, known only now
-            _print_sources([{**s, **cited.get(s["number"], {})} for s in sources], data)
-            _print_footer(data)
-        elif event == "error":
+            done = event.model_dump()
+            cited = {s["number"]: s for s in done["sources"]}  # which were cited, known only now
+            _print_sources([{**s, **cited.get(s["number"], {})} for s in sources], done)
+            _print_footer(done)
+            _print_conversation(event.conversation_id)
+        elif isinstance(event, StreamError):
             console.print()
-            raise fail(f"the answer failed midway: {data['message']}", RUNTIME_ERROR)
+            raise fail(f"the answer failed midway: {event.message}", RUNTIME_ERROR)
+
+
+def _print_standalone(question: str, standalone: str) -> None:
+    """What was searched for, when the follow-up was rewritten to stand alone."""
+    if standalone and standalone != question:
+        console.print(f"[dim]searched for: {escape(standalone)}[/]\n", highlight=False)
+
+
+def _print_conversation(conversation_id: str) -> None:
+    if conversation_id:
+        console.print(
+            f"[dim]conversation: {conversation_id} (continue with --conversation {conversation_id})[/]", highlight=False
+        )
 
 
 def _print_answer(answer: dict) -> None:
+    _print_standalone(answer["question"], answer.get("standalone_question", ""))
     console.print(answer["answer"], highlight=False, soft_wrap=True)
     _print_sources(answer["sources"], answer)
     _print_footer(answer)
+    _print_conversation(answer.get("conversation_id", ""))
 
 
 def _print_sources(sources: list[dict], answer: dict) -> None:

@@ -7,6 +7,9 @@ point a client's `base_url` at `api_url`. It serves:
 - `POST /api/chat.postMessage`, `chat.update`, `chat.delete`, `chat.postEphemeral`:
   messages kept per (channel, ts), every call recorded in `calls` with its arguments
   (JSON or form bodies; `blocks` decoded);
+- `GET|POST /api/conversations.replies`: a thread's messages, oldest first (its first message,
+  then the replies), with `latest`/`oldest`/`inclusive` and `limit`/`cursor` paging; people's
+  messages are there once a test says they were posted (`post_as_user(...)`);
 - `POST /api/apps.connections.open`: a Socket Mode URL on this server, whose websocket
   says hello, takes envelopes sent with `send_envelope(...)` and records their acks;
 - any other method: `{"ok": false, "error": "unknown_method"}` (recorded too).
@@ -54,6 +57,7 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None
     updates: int = 0
+    user: str | None = None  # a person who posted it (`post_as_user`); None: the bot
 
 
 class FakeSlack:
@@ -94,6 +98,7 @@ class FakeSlack:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # the SDK reads some methods with GET (conversations.replies)
         app.router.add_get("/link", self._websocket)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
@@ -224,6 +229,41 @@ class FakeSlack:
     def next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
+    def post_as_user(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> str:
+        """A person's message, as Slack would keep it (the event announcing it is the test's to send); its ts."""
+        ts = self.next_ts()
+        with self._lock:
+            self.messages[(channel, ts)] = Message(channel, ts, text, [], thread_ts, user=user)
+        return ts
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, parent = args.get("channel"), args.get("ts")
+        with self._lock:
+            found = [
+                m for m in self.messages.values() if m.channel == channel and parent in (m.ts, m.thread_ts)
+            ]
+        if not any(m.ts == parent for m in found):
+            return {"ok": False, "error": "thread_not_found"}
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        latest, oldest = args.get("latest"), args.get("oldest")
+
+        def within(m: Message) -> bool:
+            if m.ts == parent:
+                return True  # Slack always answers with the thread's first message
+            ts = float(m.ts)
+            if latest and (ts > float(latest) or (ts == float(latest) and not inclusive)):
+                return False
+            return not (oldest and (ts < float(oldest) or (ts == float(oldest) and not inclusive)))
+
+        thread = sorted((m for m in found if within(m)), key=lambda m: float(m.ts))
+        start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 1000)
+        page = thread[start:start + limit]
+        more = start + limit < len(thread)
+        return {
+            "ok": True, "messages": [_as_json(m, parent) for m in page], "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     # --- Socket Mode ------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -266,13 +306,15 @@ async def _arguments(request: web.Request) -> dict[str, Any]:
     return {**dict(request.query), **args}
 
 
-def _as_json(message: Message) -> dict[str, Any]:
-    out = {
-        "type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": message.ts, "text": message.text,
-        "blocks": message.blocks,
-    }
-    if message.thread_ts:
-        out["thread_ts"] = message.thread_ts
+def _as_json(message: Message, thread_ts: str | None = None) -> dict[str, Any]:
+    """A message as the Web API shows it (in `thread_ts`'s replies, its first message says `thread_ts` too)."""
+    if message.user is None:
+        out = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": message.ts, "text": message.text,
+               "blocks": message.blocks}
+    else:
+        out = {"type": "message", "user": message.user, "ts": message.ts, "text": message.text}
+    if message.thread_ts or message.ts == thread_ts:
+        out["thread_ts"] = message.thread_ts or message.ts
     return out
 
 

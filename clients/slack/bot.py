@@ -3,7 +3,9 @@
 `DocentBot(settings, tokens)` builds an `AsyncApp` whose Web API client talks to
 `slack.api_url` and retries what Slack rate-limits (honouring `Retry-After`), connection
 errors and 5xx. Events are acknowledged at once (Bolt runs the listeners after the ack);
-each answer streams from the gateway into its thread (see `reply.StreamingReply`).
+each answer streams from the gateway (`docent.client.AsyncDocentClient`) into its thread
+(see `reply.StreamingReply`). A question asked in a thread is sent with the thread's
+earlier messages as the conversation's history (see `thread.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +26,21 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from clients.gateway_client import GatewayError
 from clients.slack import messages
-from clients.slack.gateway import AsyncGateway
 from clients.slack.reply import StreamingReply
+from clients.slack.thread import thread_turns
+from docent.client import (
+    AsyncDocentClient,
+    DocentClientError,
+    StreamDone,
+    StreamError,
+    StreamFallback,
+    StreamSources,
+    StreamToken,
+)
 from docent.errors import UsageError
 from docent.settings import Settings, SlackSettings
-from docent.types import SlackMode
+from docent.types import SlackMode, Turn
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +113,7 @@ class DocentBot:
             process_before_response=False,  # ack first, answer after: Slack wants an ack within 3 s
             logger=BOLT_LOGGER,
         )
-        self.gateway = AsyncGateway(settings.serving.url, settings.api_key, self.slack.gateway_timeout_s)
+        self.gateway = AsyncDocentClient(settings.serving.url, settings.api_key, timeout=self.slack.gateway_timeout_s)
         self.answering: set[asyncio.Task] = set()
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._register()
@@ -114,20 +125,20 @@ class DocentBot:
         async def on_mention(event: dict[str, Any], context: Any) -> None:
             if str(event.get("channel", "")).startswith("D"):
                 return  # a mention in a DM also arrives as a message event: answered there
-            await self._answer_event(event, context.bot_user_id)
+            await self._answer_event(event, context.bot_user_id, context.bot_id)
 
         @app.event("message")
         async def on_message(event: dict[str, Any], context: Any) -> None:
             if event.get("channel_type") != "im" or event.get("subtype") not in ASKING_SUBTYPES or event.get("bot_id"):
                 return  # edits, deletions, bots' messages; channel messages arrive as mentions
-            await self._answer_event(event, context.bot_user_id)
+            await self._answer_event(event, context.bot_user_id, context.bot_id)
 
         @app.action(messages.FEEDBACK_ACTION_PATTERN)
         async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             await self._record_feedback(body, action)
 
-    async def _answer_event(self, event: dict[str, Any], bot_user_id: str | None) -> None:
+    async def _answer_event(self, event: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> None:
         channel, ts = event.get("channel"), event.get("ts")
         if not channel or not ts or self._already_seen(channel, ts):
             return
@@ -140,7 +151,11 @@ class DocentBot:
             if not question:
                 await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=messages.EMPTY_QUESTION)
                 return
-            await self.answer(channel, thread_ts, question)
+            history: list[Turn] = []
+            if thread_ts != ts:  # a reply in a thread: the thread so far is the conversation
+                max_turns = self.settings.conversation.max_turns
+                history = await thread_turns(self.client, channel, thread_ts, ts, bot_user_id, bot_id, max_turns)
+            await self.answer(channel, thread_ts, question, history)
         except Exception:
             log.exception("could not answer in channel %s", channel)
         finally:
@@ -156,30 +171,32 @@ class DocentBot:
             self._seen.popitem(last=False)
         return False
 
-    async def answer(self, channel: str, thread_ts: str, question: str) -> StreamingReply:
-        """Stream the gateway's answer to `question` into the thread; apologise when it fails."""
+    async def answer(self, channel: str, thread_ts: str, question: str, history: list[Turn] | None = None) -> StreamingReply:
+        """Stream the gateway's answer to `question` (read with `history`) into the thread; apologise when it fails."""
         slack = self.slack
         reply = StreamingReply(self.client, channel, thread_ts, slack.max_message_chars, slack.update_interval_s)
         await reply.start()
         try:
             done = None
-            async for event, data in self.gateway.stream(question):
-                if event == "sources":
-                    reply.sources, reply.answer_id = data.get("sources") or [], data.get("answer_id")
-                elif event == "token":
-                    reply.append(data.get("text", ""))
-                elif event == "fallback":
-                    log.info("the gateway's LLM %s failed (%s); the next answers", data.get("llm"), data.get("reason"))
-                elif event == "done":
-                    done = data
-                    reply.answer_id = data.get("answer_id") or reply.answer_id
-                elif event == "error":
-                    raise GatewayError(int(data.get("status") or 500), str(data.get("message", "")))
+            async with aclosing(self.gateway.stream(question, history=history)) as events:
+                async for event in events:
+                    if isinstance(event, StreamSources):
+                        reply.sources = [s.model_dump() for s in event.sources]
+                        reply.answer_id = event.answer_id
+                    elif isinstance(event, StreamToken):
+                        reply.append(event.text)
+                    elif isinstance(event, StreamFallback):
+                        log.info("the gateway's LLM %s failed (%s); the next answers", event.llm, event.reason)
+                    elif isinstance(event, StreamDone):
+                        done = event.model_dump()
+                        reply.answer_id = event.answer_id or reply.answer_id
+                    elif isinstance(event, StreamError):
+                        raise event.error()
             if done is None:
-                raise GatewayError(502, "the answer's stream ended before it was done")
-        except GatewayError as exc:
+                raise DocentClientError(502, "the answer's stream ended before it was done")
+        except DocentClientError as exc:
             log.warning("no answer for a question in %s: %s", channel, exc.message)
-            await reply.fail(messages.apology(exc.status, exc.message))
+            await reply.fail(messages.apology(exc.status, exc.detail))
             return reply
         except Exception as exc:
             log.exception("answering in %s failed", channel)
@@ -197,7 +214,7 @@ class DocentBot:
         user = (body.get("user") or {}).get("id")
         try:
             await self.gateway.feedback(answer_id, rating)
-        except GatewayError as exc:
+        except DocentClientError as exc:
             log.warning("feedback on %s not recorded: %s", answer_id, exc.message)
             if channel and user:
                 await self._ephemeral(channel, user, message.get("thread_ts"), messages.FEEDBACK_FAILED)

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from clients.gateway_client import parse_sse
+from docent.client import parse_sse
 from docent.db import connect
 from docent.settings import Settings
 from services.gateway.app import create_app
@@ -148,7 +148,9 @@ async def test_a_third_turn_reads_the_second_as_it_was_searched_for(http):
     first = await _ask(http, "What does job_timeout do?")
     second = await _ask(http, "and what happens after that?", conversation_id=first["conversation_id"])
     third = await _ask(http, "why?", conversation_id=first["conversation_id"])
-    assert second["standalone_question"] in third["standalone_question"]
+    assert "and what happens after that?" in third["standalone_question"]  # the last question…
+    assert "What does job_timeout do?" in third["standalone_question"]  # …and the one the chain began with
+    assert second["standalone_question"] not in third["standalone_question"]  # not nested ever deeper
 
 
 # --- the OpenAI-compatible endpoint ------------------------------------------------------

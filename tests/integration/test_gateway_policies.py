@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from clients.gateway_client import parse_sse
+from docent.client import parse_sse
 from docent.db import connect
 from docent.settings import Settings
 from services.gateway.keys import create_key

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from clients.gateway_client import parse_sse
 from docent.citations import CitationChecker, best_sentence, claims
+from docent.client import parse_sse
 from docent.db import connect
 from docent.settings import Settings
 from docent.types import page_of

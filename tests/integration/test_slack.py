@@ -30,6 +30,7 @@ from clients.slack.bot import SlackTokens
 from clients.slack.server import EVENTS_PATH, BotServer
 from docent.db import connect
 from docent.settings import Settings
+from docent.types import Role, Turn
 from tests.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.gateway_fixtures import answering_llms, free_port, serve_docent
 
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.integration
 BOT_TOKEN, APP_TOKEN, SIGNING_SECRET = "xoxb-test-bot", "xapp-test-app", "test-signing-secret"
 CHANNEL, DM, ASKER = "C0DOCS", "D0ASKER", "U0ASKER"
 QUESTION = "How many times is a failed job retried?"
+FOLLOW_UP = "and how do I turn that off?"
 DM_QUESTION = "How long does Orbit wait between attempts?"
 OFF_TOPIC_QUESTION = "What does the enterprise plan cost?"  # no index calibrated: abstained below similarity 0.35
 UPDATE_INTERVAL_S = 0.3
@@ -56,9 +58,10 @@ def slack_api():
 
 @pytest.fixture(scope="module")
 def gateway(ray_local, llm_server, tmp_path_factory):
-    """Auth on; every answer from the slow-streaming LLM."""
+    """Auth on; every answer from the slow-streaming LLM; follow-ups condensed offline."""
     generation = {"llms": answering_llms(llm_server.base_url), "strong_llm": "dawdler"}
-    with serve_docent(tmp_path_factory.mktemp("slack"), generation=generation) as served:
+    conversation = {"condenser": "offline"}
+    with serve_docent(tmp_path_factory.mktemp("slack"), generation=generation, conversation=conversation) as served:
         yield served
 
 
@@ -289,6 +292,57 @@ async def test_a_question_the_docs_do_not_cover_says_so_with_the_nearest_pages(s
     text = body["text"]["text"]
     assert text.startswith("The documentation doesn't seem to cover this.\n\nThe nearest pages:\n• <https://orbit.example/docs/")
     assert footer["elements"][0]["text"] == "Searched the docs; no LLM was asked"  # and no sources: nothing was cited
+
+
+async def test_a_reply_in_a_thread_is_answered_with_the_thread_s_earlier_turns(slack_api, events, bot, monkeypatch):
+    """The first question has no history; the follow-up in its thread carries the question and the bot's answer."""
+    slack_api.reset()
+    asked: list[tuple[str, list[Turn] | None]] = []
+    stream = bot.bot.gateway.stream
+
+    def recording(question, **options):
+        asked.append((question, options.get("history")))
+        return stream(question, **options)
+
+    monkeypatch.setattr(bot.bot.gateway, "stream", recording)
+
+    def asking(text: str, thread_ts: str | None = None) -> dict:
+        text = f"<@{BOT_USER_ID}> {text}"
+        ts = slack_api.post_as_user(CHANNEL, ASKER, text, thread_ts)
+        event = {"type": "app_mention", "user": ASKER, "text": text, "ts": ts, "event_ts": ts, "channel": CHANNEL}
+        return {**event, "thread_ts": thread_ts} if thread_ts else event
+
+    def answered_after(thread_ts: str, ts: str):
+        """The bot's messages in the thread after `ts`, once the last carries the buttons."""
+        mine = [m for m in slack_api.thread(CHANNEL, thread_ts) if m.user is None and float(m.ts) > float(ts)]
+        return mine if mine and "actions" in block_types(mine[-1]) else None
+
+    first = asking(QUESTION)
+    assert (await send_event(events, first)).status_code == 200
+    await slack_api.wait_for(lambda: answered_after(first["ts"], first["ts"]), ANSWER_WITHIN_S, "first answer")
+    follow_up = asking(FOLLOW_UP, thread_ts=first["ts"])
+    assert (await send_event(events, follow_up)).status_code == 200
+    thread = await slack_api.wait_for(
+        lambda: answered_after(first["ts"], follow_up["ts"]), ANSWER_WITHIN_S, "follow-up's answer"
+    )
+
+    assert asked[0] == (QUESTION, [])  # a first message: no history
+    question, history = asked[1]
+    assert question == FOLLOW_UP
+    assert [turn.role for turn in history] == [Role.USER, Role.ASSISTANT]
+    assert history[0].content == QUESTION  # without the mention
+    assert history[1].content.split() == DAWDLER_WORDS  # the answer's parts, one turn
+    replies = slack_api.calls_of("conversations.replies", CHANNEL)
+    assert len(replies) == 1 and replies[0].args["ts"] == first["ts"]
+
+    # The gateway read the follow-up with the thread: it searched for it with the first question's subject.
+    answer_id = thread[-1].blocks[-1]["elements"][0]["value"]
+    conn = await connect(Settings())
+    try:
+        logged = await conn.fetchrow("SELECT question, standalone_question FROM answers WHERE id = $1", answer_id)
+    finally:
+        await conn.close()
+    assert logged["question"] == FOLLOW_UP and QUESTION in logged["standalone_question"]
 
 
 async def test_requests_without_slack_s_signature_are_rejected(slack_api, events):

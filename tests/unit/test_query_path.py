@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.gateway_client import parse_sse
+from docent.client import parse_sse
 from docent.embedding.model import StaticTokenEmbedder, load_embedder
 from docent.routing import RouteDecision
 from docent.settings import EmbeddingSettings
