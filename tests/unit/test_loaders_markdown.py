@@ -6,6 +6,7 @@ import pytest
 
 from docent.types import ParsedDocument
 from ingest.loaders import load_document
+from ingest.loaders.markdown import inline_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "docs"
 
@@ -126,3 +127,8 @@ def test_tables_keep_cells_and_lose_rules():
 def test_an_unclosed_fence_runs_to_the_end():
     document = parse("# T\n\n```python\n# still code\n")
     assert [(s.title, s.text) for s in document.sections] == [("T", "# still code")]
+
+
+@pytest.mark.parametrize("alt", ["a screenshot", "the answer citing [1], its sources [2]"])
+def test_an_image_is_not_text_even_when_its_alt_text_holds_brackets(alt):
+    assert inline_text(f"Before ![{alt}](images/shot.png) after.") == "Before  after."
