@@ -32,6 +32,9 @@ CHUNK_COLUMNS = (
 )
 
 
+HNSW_EF_SEARCH_MAX = 1000  # pgvector's limit: a larger k is answered from this many candidates
+
+
 class IndexNotFound(NotFound, DatabaseError):
     """No index of that name. A 404; exit 1, except where a command takes the index as one of its inputs
     (the eval commands: `clear_errors(input_errors=NAMED_INDEX)`), where it is exit 2."""
@@ -307,7 +310,7 @@ class IndexStore:
     ) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the `k` nearest chunks, best first."""
         async with self.conn.transaction():
-            await self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(ef_search, k))}")
+            await self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(max(ef_search, k)), HNSW_EF_SEARCH_MAX)}")
             rows = await self.conn.fetch(
                 f"SELECT id, 1 - (embedding <=> $1) AS score FROM {index.table} ORDER BY embedding <=> $1 LIMIT $2",
                 np.asarray(vector, dtype=np.float32),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from docent.errors import DocentError, UsageError
 from docent.text import page_section_title
@@ -220,6 +220,21 @@ class UnknownLLM(UsageError, ValueError):
 
 
 
+def storable_text(text: str) -> str:
+    """Text PostgreSQL can store and UTF-8 can encode: no NUL character, no unpaired surrogate."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (an unpaired surrogate such as \\ud800)") from None
+    return text
+
+
+# Every string a request carries: it may be logged, stored and rated, so it must be storable.
+Text = Annotated[str, AfterValidator(storable_text)]
+
+
 class QueryOptions(BaseModel):
     """Per-request overrides of the retrieval and generation settings."""
 
@@ -231,7 +246,7 @@ class QueryOptions(BaseModel):
     fusion: Fusion | None = Field(None, strict=False)
     strategy: Strategy | None = Field(None, strict=False)
     rerank: bool | None = Field(None, description="apply the tag reranker (default: when one is trained)")
-    llm: str | None = Field(None, description="answer with this LLM (or `extractive`) instead of the router's choice")
+    llm: Text | None = Field(None, description="answer with this LLM (or `extractive`) instead of the router's choice")
     abstain: bool | None = Field(
         None, description="say so when the question is outside what the docs cover, without answering (default: abstention.enabled)"
     )
@@ -248,16 +263,16 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Role = Field(strict=False)
-    content: str
+    content: Text
 
 
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    query: str = Field(description="the question")
-    index: str | None = Field(None, description="index to answer from (default: the configured one)")
+    query: Text = Field(description="the question")
+    index: Text | None = Field(None, description="index to answer from (default: the configured one)")
     options: QueryOptions = Field(default_factory=QueryOptions)
-    conversation_id: str | None = Field(
+    conversation_id: Text | None = Field(
         None, min_length=1,
         description="continue this conversation (an earlier answer's `conversation_id`): the gateway keeps its turns",
     )
@@ -348,9 +363,9 @@ class Answer(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    answer_id: str = Field(min_length=1, description="the answer's `answer_id` (from /query or /stream's done event)")
+    answer_id: Text = Field(min_length=1, description="the answer's `answer_id` (from /query or /stream's done event)")
     rating: Rating = Field(strict=False)
-    comment: str | None = Field(None, description="what was wrong or right, in the user's words")
+    comment: Text | None = Field(None, description="what was wrong or right, in the user's words")
 
 
 class FeedbackReceipt(BaseModel):

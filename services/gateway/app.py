@@ -15,7 +15,6 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -98,12 +97,22 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if not openai_chat.speaks_openai(request):
-            return await request_validation_exception_handler(request, exc)
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"] if part != "body")
-        body = openai_chat.error_body(HTTPStatus.UNPROCESSABLE_ENTITY, f"{param}: {first['msg']}", param)
-        return JSONResponse(body, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+        """422 naming each field at fault; the offending input is not echoed (it may be NaN, a lone
+        surrogate or megabytes: nothing JSON can carry back safely)."""
+        errors = [
+            {"loc": [_printable(part) for part in e["loc"]], "msg": _printable(e["msg"]), "type": e["type"]}
+            for e in exc.errors()
+        ]
+        if openai_chat.speaks_openai(request):
+            param = ".".join(str(part) for part in errors[0]["loc"] if part != "body")
+            body = openai_chat.error_body(HTTPStatus.UNPROCESSABLE_ENTITY, f"{param}: {errors[0]['msg']}", param)
+            return JSONResponse(body, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+        return JSONResponse({"detail": errors}, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+
+
+def _printable(part: Any) -> Any:
+    """A location or message part that encodes as UTF-8 (a JSON key may hold a lone surrogate)."""
+    return part.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(part, str) else part
 
 
 def error_response(request: Request, exc: DocentError) -> JSONResponse:

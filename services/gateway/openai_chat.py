@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docent.errors import UsageError
 from docent.store import IndexStore
@@ -112,7 +112,12 @@ def query_request(chat: ChatRequest) -> QueryRequest:
         text = text_of(message, position)
         if text.strip():
             history.append(Turn(role=_ROLES[message.role], content=without_sources(text)))
-    return QueryRequest(query=question, index=chat.model, history=history)
+    try:
+        return QueryRequest(query=question, index=chat.model, history=history)
+    except ValidationError as exc:  # text a request may not carry (a NUL character…): the message says which
+        error = exc.errors()[0]
+        where = {"query": f"messages.{len(earlier)}.content", "index": "model"}.get(str(error["loc"][0]), "messages")
+        raise ChatRequestError(where, f"{where}: {error['msg']}") from None
 
 
 def sources_list(sources: list[Source]) -> str:

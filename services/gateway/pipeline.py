@@ -129,6 +129,9 @@ class QueryPipeline:
         chunks = request.options.num_chunks
         if chunks is not None and chunks > serving.max_num_chunks:
             raise RequestError("options.num_chunks", f"num_chunks is {chunks}; at most {serving.max_num_chunks}")
+        lexical_k = request.options.lexical_k
+        if lexical_k is not None and lexical_k > serving.max_num_chunks:
+            raise RequestError("options.lexical_k", f"lexical_k is {lexical_k}; at most {serving.max_num_chunks}")
         llm = request.options.llm
         if llm is not None:
             require_llm(llm, [*self.llm_names, EXTRACTIVE_LLM])  # UnknownLLM: a 422 naming options.llm
