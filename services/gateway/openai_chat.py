@@ -252,8 +252,7 @@ async def models(request: Request, caller: Asker) -> ModelList:
     """One model per index that has chunks to answer from."""
     policies = policies_of(request)
     try:
-        pool = await policies.database.pool()
-        async with pool.acquire() as conn:
+        async with policies.database.connection() as conn:
             indexes = await IndexStore(conn).list()
     except Exception as exc:  # noqa: BLE001 - a database outage is a 503 with a message
         raise classify(exc, policies.settings.serving.retry_after_s) from None

@@ -75,8 +75,7 @@ class GatewayPolicies:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith(BEARER) or not header[len(BEARER):].strip():
             raise _unauthorized("an API key is required: send `Authorization: Bearer KEY` (`docent keys create NAME` makes one)")
-        pool = await self.database.pool()
-        async with pool.acquire() as conn:
+        async with self.database.connection() as conn:
             key = await authenticate(conn, header[len(BEARER):].strip())
         if key is None:
             raise _unauthorized("unknown API key")
@@ -116,9 +115,8 @@ class GatewayPolicies:
         if not self.settings.gateway.cache.enabled:
             return None
         index = request.index or self.settings.index_name
-        pool = await self.database.pool()
         # A re-ingest changes the revision, a calibration the scope: either makes cached answers stale.
-        row = await pool.fetchrow(
+        row = await self.database.fetchrow(
             "SELECT i.revision, s.calibrated_at FROM indexes i LEFT JOIN index_scopes s ON s.index_id = i.id"
             " WHERE i.name = $1",
             index,

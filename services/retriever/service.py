@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import numpy as np
 
-from docent.db import CONNECTION_ERRORS, DatabaseError, DatabaseUnavailable, create_pool
+from docent.db import CONNECTION_ERRORS, DatabaseError, DatabaseUnavailable, EmbeddedRevival, create_pool
 from docent.scope import ScopeModel, ScopeVerdict
 from docent.settings import Settings
 from docent.store import IndexStore
@@ -50,12 +50,18 @@ class RetrieverService:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._refresher: asyncio.Task | None = None
+        self.revival = EmbeddedRevival(settings)
 
     async def start(self) -> None:
         """Preload the default index in the background; requests meanwhile get 503s, not waits."""
         if self.settings.serving.index_preload:
             self._start_loading(self.settings.index_name)
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    def _unreachable(self, exc: BaseException) -> DatabaseUnavailable:
+        """The 503 for a lost database; the embedded one is started again meanwhile."""
+        self.revival.revive()
+        return DatabaseUnavailable(f"the database is unreachable ({type(exc).__name__}: {exc})")
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
@@ -81,7 +87,7 @@ class RetrieverService:
             async with (await self.pool()).acquire() as conn:
                 await IndexStore(conn).require(name)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
+            raise self._unreachable(exc) from exc
 
     def _start_loading(self, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(self._load(name))
@@ -97,7 +103,7 @@ class RetrieverService:
             s = self.settings
             self.retrievers[name] = await Retriever.load(pool, index, s.retrieval, s.lexical, s.database.hnsw_ef_search)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
+            raise self._unreachable(exc) from exc
         log.info("index %s loaded", name)
 
     async def search(self, query: str, index: str | None, options: QueryOptions) -> RetrievalResult:
@@ -118,7 +124,7 @@ class RetrieverService:
             hits = await retriever.search(request, lexical)
             scope = self._judge_scope(retriever, query, hits) if self._abstains(options) else None
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
+            raise self._unreachable(exc) from exc
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
