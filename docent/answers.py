@@ -170,14 +170,27 @@ class AnswerStore:
             turns += [Turn(role=Role.USER, content=row["question"]), Turn(role=Role.ASSISTANT, content=row["answer"])]
         return turns[-max_turns:]
 
-    async def add_feedback(self, answer_id: str, rating: str, comment: str | None, api_key: str | None) -> int:
-        try:
-            return await self.database.fetchval(
-                "INSERT INTO feedback (answer_id, rating, comment, api_key) VALUES ($1, $2, $3, $4) RETURNING id",
-                answer_id, rating, comment, api_key,
+    async def add_feedback(
+        self, answer_id: str, rating: str, comment: str | None, api_key: str | None, voter: str
+    ) -> int:
+        """Record `voter`'s vote on an answer, replacing their earlier one; returns the vote's id.
+
+        With a key, only an answer that key received can be rated: a key embedded in a public
+        page cannot vote on everyone's answers. An answer the key did not receive is as unknown
+        as one that never existed.
+        """
+        async with self.database.connection() as conn, conn.transaction():
+            owner = await conn.fetchrow("SELECT api_key FROM answers WHERE id = $1", answer_id)
+            if owner is None or (api_key is not None and owner["api_key"] != api_key):
+                raise UnknownAnswer(
+                    f"no answer with answer_id {answer_id!r} for this key (answers are kept {self.retention_days} days)"
+                )
+            return await conn.fetchval(
+                "INSERT INTO feedback (answer_id, rating, comment, api_key, voter) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (answer_id, voter) DO UPDATE SET rating = EXCLUDED.rating, comment = EXCLUDED.comment,"
+                " created_at = now() RETURNING id",
+                answer_id, rating, comment, api_key, voter,
             )
-        except asyncpg.ForeignKeyViolationError:
-            raise UnknownAnswer(f"no answer with answer_id {answer_id!r} (answers are kept {self.retention_days} days)") from None
 
     async def purge_expired(self) -> int:
         status = await self.database.execute(

@@ -216,7 +216,9 @@ def _add_routes(app: FastAPI) -> None:
         if body.comment is not None and len(body.comment) > limit:
             raise RequestError("comment", f"the comment is {len(body.comment)} characters; at most {limit}")
         try:
-            feedback_id = await policies.answers.add_feedback(body.answer_id, body.rating, body.comment, caller.key_name)
+            feedback_id = await policies.answers.add_feedback(
+                body.answer_id, body.rating, body.comment, caller.key_name, caller.identity
+            )
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, policies.settings.serving.retry_after_s) from None
         metrics.feedback.labels(body.rating).inc()

@@ -26,15 +26,14 @@ def policies_of(request: Request) -> GatewayPolicies:
     return policies
 
 
-def caller_with(scope: str, limited: bool):
-    """A dependency: the authorised (and, if `limited`, rate-limited) caller; runs before the body is read."""
+def caller_with(scope: str):
+    """A dependency: the authorised, rate-limited caller (each scope counted apart); runs before the body is read."""
 
     async def caller(request: Request) -> Caller:
         policies = policies_of(request)
         try:
             who = await policies.authorize(request, scope)
-            if limited:
-                await policies.limit(who)
+            await policies.limit(who, scope)
         except Exception as exc:  # noqa: BLE001 - a database outage while checking a key is a 503, not a 500
             raise classify(exc, policies.settings.serving.retry_after_s) from None
         return who
@@ -42,8 +41,8 @@ def caller_with(scope: str, limited: bool):
     return caller
 
 
-Asker = Annotated[Caller, Depends(caller_with("query", limited=True))]
-Rater = Annotated[Caller, Depends(caller_with("feedback", limited=False))]
+Asker = Annotated[Caller, Depends(caller_with("query"))]
+Rater = Annotated[Caller, Depends(caller_with("feedback"))]  # a public widget key must not flood the votes
 
 
 

@@ -87,11 +87,12 @@ class GatewayPolicies:
 
     # --- limits -----------------------------------------------------------------------
 
-    async def limit(self, caller: Caller) -> None:
+    async def limit(self, caller: Caller, scope: str = "query") -> None:
+        """The caller's requests of `scope` (query, feedback) counted in a window of their own."""
         if not self.settings.gateway.rate_limit.enabled:
             return
         try:
-            decision = await self.limiter.check(caller.identity)
+            decision = await self.limiter.check(caller.identity if scope == "query" else f"{caller.identity}:{scope}")
         except RedisDown as exc:
             self._redis_failed(exc, "rate limits")
             return

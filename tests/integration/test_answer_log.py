@@ -34,7 +34,7 @@ async def test_answers_and_their_feedback_are_deleted_after_the_retention_period
         old, recent = _answer(), _answer()
         await log.record(old, "team-a")
         await log.record(recent, None)
-        await log.add_feedback(old.answer_id, "down", "wrong page", "team-a")
+        await log.add_feedback(old.answer_id, "down", "wrong page", "team-a", "key:team-a")
         pool = await database.pool()
         assert await pool.fetchval("SELECT top_score FROM answers WHERE id = $1", old.answer_id) == pytest.approx(0.61)
         await pool.execute(
@@ -45,7 +45,25 @@ async def test_answers_and_their_feedback_are_deleted_after_the_retention_period
         assert await pool.fetchval("SELECT count(*) FROM feedback WHERE answer_id = $1", old.answer_id) == 0
         assert await pool.fetchval("SELECT count(*) FROM answers WHERE id = $1", recent.answer_id) == 1
         with pytest.raises(UnknownAnswer, match="no answer with answer_id"):
-            await log.add_feedback(old.answer_id, "up", None, None)
+            await log.add_feedback(old.answer_id, "up", None, None, "address:127.0.0.1")
+    finally:
+        await database.aclose()
+
+
+async def test_one_vote_per_voter_and_answer_and_a_key_rates_only_its_own_answers():
+    database = Database(Settings())
+    log = AnswerStore(database, RETENTION_DAYS)
+    try:
+        answer = _answer()
+        await log.record(answer, "team-a")
+        first = await log.add_feedback(answer.answer_id, "down", "wrong", "team-a", "key:team-a")
+        again = await log.add_feedback(answer.answer_id, "up", "better now", "team-a", "key:team-a")
+        votes = await database.fetch("SELECT rating, comment FROM feedback WHERE answer_id = $1", answer.answer_id)
+        assert again == first and [(v["rating"], v["comment"]) for v in votes] == [("up", "better now")]
+        with pytest.raises(UnknownAnswer):  # another key's answer: a public widget key cannot vote on it
+            await log.add_feedback(answer.answer_id, "down", None, "team-b", "key:team-b")
+        await log.add_feedback(answer.answer_id, "down", None, None, "address:10.0.0.1")  # auth off: by address
+        assert await database.fetchval("SELECT count(*) FROM feedback WHERE answer_id = $1", answer.answer_id) == 2
     finally:
         await database.aclose()
 

@@ -104,10 +104,10 @@ async def _log(url: str, answers: list[dict]) -> None:
                 a["top_score"], a["llm"], json.dumps(a["route"]), json.dumps(a["fallbacks"]),
                 json.dumps({"prompt_tokens": 100, "completion_tokens": 20}), json.dumps({"total": 42.0}),
             )
-            for rating, comment in a["votes"]:
+            for voter, (rating, comment) in enumerate(a["votes"]):
                 await conn.execute(
-                    "INSERT INTO feedback (answer_id, rating, comment, created_at) VALUES ($1, $2, $3, $4)",
-                    a["id"], rating, comment, a["created_at"] + timedelta(minutes=1),
+                    "INSERT INTO feedback (answer_id, rating, comment, created_at, voter) VALUES ($1, $2, $3, $4, $5)",
+                    a["id"], rating, comment, a["created_at"] + timedelta(minutes=1), f"key:user-{voter}",
                 )
     finally:
         await conn.close()

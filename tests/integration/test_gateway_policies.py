@@ -211,6 +211,21 @@ async def test_a_streamed_answer_can_be_rated_as_soon_as_done_arrives(http):
     assert rated.status_code == 201, rated.text
 
 
+async def test_a_feedback_flood_is_one_vote_then_rate_limited_and_another_keys_answer_is_unknown(http):
+    owner_name, owner = await _new_key()
+    _, stranger = await _new_key(scopes=("feedback",))
+    answer = (await http.post("/query", json=_ask(f"{QUESTION} flood"), headers=_bearer(owner))).json()
+    vote = {"answer_id": answer["answer_id"], "rating": "down"}
+    foreign = await http.post("/feedback", json=vote, headers=_bearer(stranger))
+    assert foreign.status_code == 404  # a key (say, one embedded in a public page) rates only its own answers
+    statuses = [(await http.post("/feedback", json=vote, headers=_bearer(owner))).status_code for _ in range(RATE_LIMIT + 5)]
+    assert statuses[:RATE_LIMIT] == [201] * RATE_LIMIT and set(statuses[RATE_LIMIT:]) == {429}
+    votes = await _sql("SELECT rating, voter FROM feedback WHERE answer_id = $1", answer["answer_id"])
+    assert [(v["rating"], v["voter"]) for v in votes] == [("down", f"key:{owner_name}")]  # one vote, however many posts
+    # Feedback has its own window: the owner can still ask.
+    assert (await http.post("/query", json=_ask(f"{QUESTION} after flood"), headers=_bearer(owner))).status_code == 200
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"answer_id": "no-such-answer", "rating": "up"}, 404, None),
     ({"answer_id": "x", "rating": "meh"}, 422, "rating"),
