@@ -4,7 +4,8 @@
 time an LLM fails before saying anything (the next one in the chain is then tried), and
 a final `DoneEvent` naming the LLM that answered, its usage and cost. An LLM that fails
 after some of its answer was streamed is not replaced: its `LLMFailure` propagates, since
-a half-answer must not be silently continued by another LLM.
+a half-answer must not be silently continued by another LLM. `generate_all` (an answer
+not streamed) shows nothing before the end, so there a failure midway falls back too.
 """
 
 from __future__ import annotations
@@ -104,30 +105,42 @@ class Generator:
             chain.append(EXTRACTIVE)
         return chain
 
-    async def generate(self, question: str, hits: Sequence[SearchHit], llm: str) -> AsyncIterator[GenerationEvent]:
+    async def generate(
+        self, question: str, hits: Sequence[SearchHit], llm: str, held: bool = False
+    ) -> AsyncIterator[GenerationEvent]:
+        """The answer's events; `held`: each LLM's answer is given only once it is whole, so one that
+        fails midway is replaced like one that failed before its first word (nothing was shown)."""
         chain = self.chain(llm)
         failures: list[Fallback] = []
         for position, name in enumerate(chain):
             streamed: list[str] = []
+            holding: list[GenerationEvent] = []
             try:
                 async for event in self._answer_with(name, question, hits):
                     if isinstance(event, TokenEvent):
                         streamed.append(event.text)
                     elif isinstance(event, DoneEvent):
                         event = await asyncio.to_thread(self.checked, event, "".join(streamed), hits)
+                    if held:
+                        holding.append(event)
+                    else:
+                        yield event
+                for event in holding:
                     yield event
                 return
             except LLMFailure as failure:
-                if streamed:
+                if streamed and not held:
                     raise
-                failures.append(Fallback(llm=name, reason=failure.reason))
+                reason = f"{failure.reason}, midway through its answer" if streamed else failure.reason
+                failures.append(Fallback(llm=name, reason=reason))
                 if position + 1 < len(chain):
-                    yield FallbackEvent(llm=name, reason=failure.reason)
+                    yield FallbackEvent(llm=name, reason=reason)
         raise GenerationFailed(failures)
 
     async def generate_all(self, question: str, hits: Sequence[SearchHit], llm: str) -> list[GenerationEvent]:
-        """The whole answer's events at once: for callers that do not stream (one message, not one per token)."""
-        return [event async for event in self.generate(question, hits, llm)]
+        """The whole answer's events at once: for callers that do not stream (one message, not one per
+        token). Nothing is shown before the end, so an LLM failing midway falls back too."""
+        return [event async for event in self.generate(question, hits, llm, held=True)]
 
     def checked(self, done: DoneEvent, answer: str, hits: Sequence[SearchHit]) -> DoneEvent:
         """`done` with the answer's citations checked, the snippets of the sources it cites,

@@ -209,6 +209,14 @@ async def test_a_failure_mid_stream_is_an_error_event(http):
     assert "timed out" in events[-1][1]["message"]
 
 
+async def test_a_failure_midway_on_query_falls_back_since_nothing_was_shown(http):
+    response = await http.post("/query", json={"query": f"{QUESTION} (midway)", "options": {"llm": "stalling"}})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["fallbacks"][0]["llm"] == "stalling" and "midway" in answer["fallbacks"][0]["reason"]
+    assert answer["llm"] != "stalling" and not answer["answer"].startswith("Ray  ")
+
+
 async def test_a_client_that_disconnects_cancels_the_llm_stream(http, llm_server):
     question = f"{QUESTION} (disconnect {uuid.uuid4().hex[:6]})"
     async with http.stream("POST", "/stream", json={"query": question, "options": {"llm": "dawdler"}}) as response:

@@ -189,6 +189,18 @@ async def test_a_failure_after_part_of_the_answer_is_not_papered_over(llm_server
     assert failure.value.llm == "halfway" and failure.value.reason == "timed out after 1 s"
 
 
+async def test_an_answer_not_streamed_falls_back_even_after_a_failure_midway(llm_server, make_generator, extractive):
+    settings = [
+        llm(llm_server, "halfway", "stalls-mid-answer", timeout_s=1, max_retries=0),
+        llm(llm_server, "backup", "echo"),
+    ]
+    events = await make_generator(settings, extractive).generate_all(question(), HITS, "halfway")
+
+    assert events[0] == FallbackEvent(llm="halfway", reason="timed out after 1 s, midway through its answer")
+    assert done_of(events).llm == "backup"
+    assert text_of(events).startswith("Ray Serve scales deployments [1].")  # the half-answer is not in it
+
+
 async def test_when_every_llm_fails_each_reason_is_given(llm_server, make_generator):
     settings = [
         llm(llm_server, "broken", "always-500", max_retries=0),
