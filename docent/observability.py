@@ -14,8 +14,12 @@ nothing until `configure_tracing` installs an exporter (`serving.otlp_traces_end
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import re
+import threading
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -85,8 +89,13 @@ def _header(scope, name: str) -> str | None:
     return None
 
 
-def send_logs_to_serve(level: int = logging.INFO) -> None:
-    """In a Serve replica: docent's loggers write through Serve's handlers (JSON lines with the request id)."""
+def send_logs_to_serve(flush_every_s: float, level: int = logging.INFO) -> None:
+    """In a Serve replica: docent's loggers write through Serve's handlers (JSON lines with the request id).
+
+    Serve buffers a replica's log lines (`serving.log_buffer_records`) and writes them when the
+    buffer fills: a replica that stops would take up to that many lines with it. They are
+    written every `flush_every_s` too, and when the process exits.
+    """
     from ray.serve.context import _get_internal_replica_context  # Serve's own; no public accessor yet
 
     if _get_internal_replica_context() is None:
@@ -97,6 +106,34 @@ def send_logs_to_serve(level: int = logging.INFO) -> None:
         logger.handlers = list(serve_logger.handlers)
         logger.setLevel(level)
         logger.propagate = False
+    _flush_logs_every(flush_every_s)
+
+
+_flusher: threading.Thread | None = None
+
+
+def flush_serve_logs() -> None:
+    """Write what Serve's handlers of this process hold (replica, proxy and controller loggers alike)."""
+    for logger in (logging.getLogger(_SERVE_LOGGER), *(logging.getLogger(name) for name in DOCENT_LOGGERS)):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.handlers.MemoryHandler):
+                handler.flush()
+
+
+def _flush_logs_every(interval_s: float) -> None:
+    """One daemon thread per process flushes the buffered log lines; the exit flushes the rest."""
+    global _flusher
+    if _flusher is not None:
+        return
+
+    def flush_forever() -> None:
+        while True:
+            time.sleep(interval_s)
+            flush_serve_logs()
+
+    _flusher = threading.Thread(target=flush_forever, name="docent-log-flush", daemon=True)
+    _flusher.start()
+    atexit.register(flush_serve_logs)
 
 
 def add(counter, amount: float, tags: dict[str, str] | None = None) -> None:

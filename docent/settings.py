@@ -293,6 +293,9 @@ class ServingSettings(BaseModel):
     log_buffer_records: int = Field(
         1000, ge=1, description="log lines each Serve replica buffers before writing (1: each at once; errors flush at once)"
     )
+    log_flush_s: float = Field(
+        1.0, gt=0, description="how often a replica writes the log lines it buffers (and at exit): at most this much is lost"
+    )
     throughput_optimized: bool = Field(
         True, description="start local Ray with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (gRPC between deployments, "
         "user code on the replica's own loop, buffered logs): ~25 % less latency and CPU per request here"

@@ -20,7 +20,7 @@ BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64]
 @serve.deployment(name="embedder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
 class EmbedderDeployment:
     def __init__(self, settings: Settings):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         serving = settings.serving
         self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size, settings.data_dir / "models" / "onnx")
         self.queries.warm_up()

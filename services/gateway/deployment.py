@@ -37,7 +37,7 @@ class Gateway:
         router: DeploymentHandle,
         generator: DeploymentHandle,
     ):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         configure_tracing(settings.serving.otlp_traces_endpoint)
         self.pipeline = QueryPipeline(
             settings, RemoteRetriever(retriever), RemoteReranker(reranker), RemoteRouter(router), RemoteGenerator(generator)

@@ -18,7 +18,7 @@ from services.generator.generator import DoneEvent, FallbackEvent, GenerationEve
 @serve.deployment(name="generator", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class GeneratorDeployment:
     def __init__(self, settings: Settings):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         # Always loaded: a request may ask for the extractive answer by name.
         self.generator = Generator(
             settings.generation, load_extractive(settings.embedding, settings.generation), not_covered=settings.abstention.answer

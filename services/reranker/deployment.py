@@ -14,7 +14,7 @@ from services.reranker.service import RerankerService
 @serve.deployment(name="reranker", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RerankerDeployment:
     def __init__(self, settings: Settings):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         self.service = RerankerService(settings)
 
     async def predict(self, query: str) -> TagPrediction | None:

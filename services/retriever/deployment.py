@@ -18,7 +18,7 @@ from services.retriever.service import RetrievalResult, RetrieverService
 @serve.deployment(name="retriever", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RetrieverDeployment:
     async def __init__(self, settings: Settings, embedder: DeploymentHandle):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         self.embedder, self.timeout_s = embedder, settings.serving.readiness_timeout_s
         self.service = RetrieverService(settings, lambda query, model: embedder.embed.remote(query, model))
         self.latency = Histogram(

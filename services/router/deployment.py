@@ -14,7 +14,7 @@ from services.router.service import RouterService
 @serve.deployment(name="router", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.2})
 class RouterDeployment:
     def __init__(self, settings: Settings):
-        send_logs_to_serve()  # docent's log lines join the replica's JSON log, with the request id
+        send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         self.service = RouterService(settings)
         self.decisions = Counter("docent_router_decisions", "LLMs the router chose", tag_keys=("llm",))
 

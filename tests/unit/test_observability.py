@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 
 import httpx
 from starlette.applications import Starlette
@@ -38,5 +39,22 @@ async def test_a_missing_or_unusable_id_is_replaced_by_a_new_one():
 
 def test_outside_a_replica_logging_is_left_alone():
     before = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate) for name in DOCENT_LOGGERS}
-    send_logs_to_serve()
+    send_logs_to_serve(1.0)
     assert before == {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate) for name in DOCENT_LOGGERS}
+
+
+def test_buffered_serve_log_lines_are_written_by_a_flush(tmp_path):
+    from docent.observability import flush_serve_logs
+
+    target = logging.FileHandler(tmp_path / "replica.log")
+    buffered = logging.handlers.MemoryHandler(capacity=1000, target=target, flushLevel=logging.ERROR)
+    serve_logger = logging.getLogger("ray.serve")
+    serve_logger.addHandler(buffered)
+    try:
+        serve_logger.warning("answered answer_id=abc")
+        assert (tmp_path / "replica.log").read_text() == ""  # held in the buffer, as Serve holds it
+        flush_serve_logs()
+        assert "answered answer_id=abc" in (tmp_path / "replica.log").read_text()
+    finally:
+        serve_logger.removeHandler(buffered)
+        target.close()
