@@ -27,10 +27,16 @@ from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 log = logging.getLogger(__name__)
 
 
+# Ray's errors, by name (Ray need not be importable where the gateway's logic runs).
+_OVERLOADED = ("BackPressureError", "DeploymentUnavailableError")
+_REPLICA_LOST = ("ActorUnavailableError", "ActorDiedError", "RayActorError", "WorkerCrashedError")
+
+
 def classify(exc: BaseException, retry_after: int) -> DocentError:
     """The client-facing form of a pipeline failure (Ray wraps remote errors; their cause decides).
 
-    A DocentError says its own status; Serve's overload errors are 503s; anything else is a bug (500).
+    A DocentError says its own status; Serve's overload errors and a replica that died or is being
+    replaced are 503s (Serve starts another); anything else is a bug (500).
     """
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
@@ -39,8 +45,10 @@ def classify(exc: BaseException, retry_after: int) -> DocentError:
         if exc.http_status >= HTTPStatus.INTERNAL_SERVER_ERROR and not exc.retryable:
             log.error("%s: %s", type(exc).__name__, exc)  # the operator's to fix: it goes to the log too
         return exc
-    if type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
+    if type(exc).__name__ in _OVERLOADED:
         return ServiceError(503, "the service is overloaded; try again shortly", retry_after)
+    if type(exc).__name__ in _REPLICA_LOST:
+        return ServiceError(503, "a part of the service is restarting; try again shortly", retry_after)
     log.exception("unexpected failure", exc_info=exc)
     return ServiceError(500, f"internal error ({type(exc).__name__}); the gateway's log has the details")
 

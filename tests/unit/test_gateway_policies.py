@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from docent.settings import CacheSettings, RateLimitSettings, Settings
 from docent.text import normalise_question
 from docent.types import Answer, QueryOptions, QueryRequest, Route, Usage
+from services.gateway.asking import classify
 from services.gateway.cache import LocalAnswerCache, cache_key, configuration_fingerprint
 from services.gateway.keys import _prefix_of, hash_key
 from services.gateway.limits import LocalRateLimiter
@@ -70,3 +72,13 @@ async def test_the_local_cache_forgets_after_its_ttl_and_evicts_the_least_recent
 def test_a_limit_below_one_request_is_a_settings_error(requests):
     with pytest.raises(ValueError, match="requests"):
         Settings(gateway={"rate_limit": {"requests": requests}})
+
+
+@pytest.mark.parametrize("lost", [
+    ActorUnavailableError("the actor is restarting", None),
+    ActorDiedError(),
+])
+def test_a_replica_lost_midway_is_a_503_with_retry_after_not_a_500(lost):
+    error = classify(lost, retry_after=3)
+    assert error.http_status == 503 and error.retryable and error.retry_after == 3
+    assert "restarting" in str(error)
