@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from docent.db import DatabaseError
+from docent.db import CONNECTION_ERRORS, DatabaseError
 from docent.errors import ExitCode, NotFound
 from docent.sections import SectionPiece, StoredSection, join_pieces
 from docent.types import Chunk, IndexConfig, IndexInfo, page_of
@@ -166,7 +166,10 @@ class IndexStore:
         try:
             yield
         finally:
-            await self.conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITER_LOCK_SPACE, key)
+            try:
+                await self.conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITER_LOCK_SPACE, key)
+            except CONNECTION_ERRORS:
+                pass  # the connection is gone, and its session's locks with it
 
     async def documents(self, index: IndexRecord) -> dict[str, StoredDocument]:
         rows = await self.conn.fetch(

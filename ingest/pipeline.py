@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from ray.exceptions import RayError
 
-from docent.db import connect
+from docent.db import CONNECTION_ERRORS, DatabaseUnavailable, connect
 from docent.embedding.model import check_model_available, load_embedder, resolve_model_path
 from docent.errors import IngestError, SourceError
 from docent.lexical import LexicalIndex, payload_checksum
@@ -184,6 +184,8 @@ async def _index_documents(
     batches = _embedded_batches(todo, source.root, settings, base_url)
     try:
         async for rows in _in_thread(batches):
+            if store.conn.is_closed():  # noticed with the next batch, not at the next write minutes later
+                raise _database_lost("the connection closed")
             for row in rows:
                 if writer.add(row):
                     progress.advance("index")
@@ -193,8 +195,18 @@ async def _index_documents(
         # Documents finished before the failure are written; a re-run does the rest.
         await writer.flush()
         raise IngestError(f"the Ray job failed: {_last_line(exc)}") from exc
+    except CONNECTION_ERRORS as exc:
+        raise _database_lost(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        batches.close()  # the Ray Data job stops now, whatever ended the loop, not at the interpreter's exit
     await writer.flush()
     return writer.index
+
+
+def _database_lost(cause: str) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"the database went away during the ingest ({cause}); documents written before stay, and a re-run does the rest"
+    )
 
 
 def _last_line(error: Exception) -> str:
