@@ -40,6 +40,7 @@ CONNECTION_ERRORS = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,  # a pooled connection caught mid-protocol by the server's death
 )
 
 

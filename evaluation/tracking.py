@@ -39,6 +39,9 @@ class TrackingError(DocentError, RuntimeError):
     """The tracking store is unreachable or holds no such experiment."""
 
 
+_DATASET_ATTEMPTS = 3  # concurrent trials racing to create the eval set's dataset row
+
+
 def tracking_uri(settings: Settings) -> str:
     if settings.mlflow_tracking_uri:
         return settings.mlflow_tracking_uri
@@ -176,11 +179,23 @@ def log_trial(
         params = {name: str(value)[:_MLFLOW_PARAM_CHARS] for name, value in trial["configuration"].items()}
         mlflow.log_params(params | {"index": trial["index"]})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
-        mlflow.log_input(_eval_dataset(eval_path, eval_sha), context="eval")
+        _log_eval_input(mlflow, _eval_dataset(eval_path, eval_sha))
         for path in artifacts:
             if path.exists():
                 mlflow.log_artifact(str(path))
         return run.info.run_id
+
+
+def _log_eval_input(mlflow, dataset) -> None:
+    """Link the eval set to the run. Trials finishing at once may both create its dataset row (SQLite
+    answers UNIQUE to the second): trying again links to the row the other one made."""
+    for attempt in range(_DATASET_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context="eval")
+            return
+        except mlflow.exceptions.MlflowException as exc:
+            if "UNIQUE constraint" not in str(exc) or attempt + 1 == _DATASET_ATTEMPTS:
+                raise
 
 
 def _eval_dataset(path: Path, sha256: str):
