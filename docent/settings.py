@@ -285,6 +285,10 @@ class ServingSettings(BaseModel):
     query_cache_size: int = Field(4096, ge=0, description="recent query vectors kept per embedder replica (0: none)")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503s")
     readiness_timeout_s: float = Field(2.0, gt=0, description="how long /readyz waits for each check")
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="longest wait for an answer (/query) or for its first words (/stream); past it, "
+        "503 with Retry-After: a replica being replaced is waited for at most this long"
+    )
     index_preload: bool = Field(True, description="load the default index when the retriever starts")
     index_refresh_s: float = Field(30.0, gt=0, description="how often the retriever looks for re-ingested indexes")
     otlp_traces_endpoint: str | None = Field(

@@ -7,6 +7,7 @@ deployments or local objects is decided by whoever builds it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -43,6 +44,8 @@ from services.gateway.policies import Caller, GatewayPolicies
 from services.generator.generator import FallbackEvent, TokenEvent
 
 log = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499  # the client hung up before the answer (nginx's code): counted, not an error
 
 DESCRIPTION = """Answers questions about the indexed documentation with cited sources.
 
@@ -144,7 +147,7 @@ class RequestMetrics:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [0]  # 0 until the response starts
 
         async def send_with_status(message):
             if message["type"] == "http.response.start":
@@ -153,13 +156,17 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            # Serve cancels a request whose client hung up: not the service's failure.
+            status[0] = status[0] or CLIENT_CLOSED_REQUEST
+            raise
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            code = status[0] or HTTPStatus.INTERNAL_SERVER_ERROR
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(endpoint, str(code)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-            if status[0] >= 400:
-                self.metrics.errors.labels(endpoint, str(status[0])).inc()
+            if code >= HTTPStatus.BAD_REQUEST and code != CLIENT_CLOSED_REQUEST:
+                self.metrics.errors.labels(endpoint, str(code)).inc()
 
 
 def _add_routes(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ questions is two different questions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -109,34 +110,50 @@ class Asking:
     def __init__(self, pipeline: QueryPipeline, policies: GatewayPolicies, metrics: GatewayMetrics, caller: Caller):
         self.pipeline, self.policies, self.metrics, self.caller = pipeline, policies, metrics, caller
         self.retry_after = pipeline.settings.serving.retry_after_s
+        self.timeout_s = pipeline.settings.serving.request_timeout_s
 
     async def answer(self, body: QueryRequest) -> Answer:
         started = time.perf_counter()
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            condensed = await self._condensed(body)
-            lookup = await self.policies.cached(searched(body, condensed))
-            if lookup and lookup.answer:
-                answer = self._replayed(lookup.answer, body, condensed, started)
-            else:
-                answer = await self.pipeline.answer(body, condensed)
-                await self.policies.remember(lookup, answer)
+            async with deadline:
+                condensed = await self._condensed(body)
+                lookup = await self.policies.cached(searched(body, condensed))
+                if lookup and lookup.answer:
+                    answer = self._replayed(lookup.answer, body, condensed, started)
+                else:
+                    answer = await self.pipeline.answer(body, condensed)
+                    await self.policies.remember(lookup, answer)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an HTTP error with a message
-            raise classify(exc, self.retry_after) from None
+            raise self._failure(exc, deadline.expired()) from None
         await self._answered(answer, condensed)
         return answer
 
     async def stream(self, body: QueryRequest) -> Streamed:
         """Everything that can fail before the first event raises (an HTTP error); later failures are `Failed`."""
         started = time.perf_counter()
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            condensed = await self._condensed(body)
-            lookup = await self.policies.cached(searched(body, condensed))
-            if lookup and lookup.answer:
-                return Streamed(True, self._replay(self._replayed(lookup.answer, body, condensed, started), condensed))
-            prepared = await self.pipeline.prepare(body, condensed)
+            async with deadline:
+                condensed = await self._condensed(body)
+                lookup = await self.policies.cached(searched(body, condensed))
+                if lookup and lookup.answer:
+                    return Streamed(True, self._replay(self._replayed(lookup.answer, body, condensed, started), condensed))
+                prepared = await self.pipeline.prepare(body, condensed)
         except Exception as exc:  # noqa: BLE001
-            raise classify(exc, self.retry_after) from None
-        return Streamed(False, self._generate(prepared, lookup, condensed))
+            raise self._failure(exc, deadline.expired()) from None
+        return Streamed(False, self._generate(prepared, lookup, condensed, deadline.when()))
+
+    def _failure(self, exc: BaseException, expired: bool) -> DocentError:
+        """A failure as the client sees it; a request past its deadline (a replica waited for, most often) is a 503."""
+        if expired and isinstance(exc, TimeoutError):
+            return ServiceError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"no answer within serving.request_timeout_s ({self.timeout_s:g} s): a part of the service may be "
+                "restarting; try again shortly",
+                self.retry_after,
+            )
+        return classify(exc, self.retry_after)
 
     async def _condensed(self, body: QueryRequest) -> Condensed:
         """The question as it will be searched for, read with its conversation's earlier turns."""
@@ -166,13 +183,14 @@ class Asking:
         yield [TokenEvent(answer.answer), Answered(answer)]
 
     async def _generate(
-        self, prepared: Prepared, lookup: CacheLookup | None, condensed: Condensed
+        self, prepared: Prepared, lookup: CacheLookup | None, condensed: Condensed, deadline: float | None
     ) -> AsyncIterator[list[Happening]]:
+        """The stream after its sources; its first words must come by `deadline` (the loop's clock)."""
         yield [Opened.of_prepared(prepared)]
         parts: list[str] = []
         fallbacks: list[Fallback] = []
         try:
-            async for batch in self.pipeline.events(prepared):
+            async for batch in _first_by(self.pipeline.events(prepared), deadline):
                 happenings: list[Happening] = []
                 for event in batch:
                     if isinstance(event, TokenEvent):
@@ -190,7 +208,8 @@ class Asking:
                 yield happenings
         except Exception as exc:  # noqa: BLE001 - the stream has begun: the client hears of it in the stream
             self.metrics.errors.labels("/stream", "midstream").inc()
-            yield [Failed(classify(exc, self.retry_after))]
+            expired = isinstance(exc, _FirstWordsLate)
+            yield [Failed(self._failure(TimeoutError() if expired else exc, expired))]
 
     async def _answered(self, answer: Answer, condensed: Condensed) -> None:
         if not answer.cached:
@@ -205,6 +224,28 @@ class Asking:
             self.metrics.record_answer(answer.llm, answer.route.llm, usage, cost, timings, answer.fallbacks)
         _log_answer(answer)
         await self.policies.record(answer, self.caller)
+
+
+class _FirstWordsLate(Exception):
+    """The generator said nothing before the request's deadline."""
+
+
+async def _first_by(batches: AsyncIterator[list], deadline: float | None) -> AsyncIterator[list]:
+    """`batches`, the first of which must arrive by `deadline` (after it, the LLM's own timeouts bound each wait)."""
+    iterator = aiter(batches)
+    try:
+        remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            first = await asyncio.wait_for(anext(iterator), remaining)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _FirstWordsLate from None
+        yield first
+        async for batch in iterator:
+            yield batch
+    finally:
+        await iterator.aclose()
 
 
 def _log_answer(answer: Answer) -> None:

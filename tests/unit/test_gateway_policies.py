@@ -82,3 +82,69 @@ def test_a_replica_lost_midway_is_a_503_with_retry_after_not_a_500(lost):
     error = classify(lost, retry_after=3)
     assert error.http_status == 503 and error.retryable and error.retry_after == 3
     assert "restarting" in str(error)
+
+
+def _metric(metrics, name: str, **labels) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_client_hanging_up_is_counted_as_499_not_as_an_error():
+    from services.gateway.app import CLIENT_CLOSED_REQUEST, RequestMetrics
+    from services.gateway.metrics import GatewayMetrics
+
+    async def slow_app(scope, receive, send):
+        await asyncio.sleep(60)
+
+    async def failing_app(scope, receive, send):
+        raise RuntimeError("a bug")
+
+    async def main():
+        metrics = GatewayMetrics()
+        scope = {"type": "http"}
+        hung_up = asyncio.create_task(RequestMetrics(slow_app, metrics)(scope, None, None))
+        await asyncio.sleep(0.01)
+        hung_up.cancel()  # what Serve does when the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await hung_up
+        with pytest.raises(RuntimeError):
+            await RequestMetrics(failing_app, metrics)(scope, None, None)
+        return metrics
+
+    metrics = asyncio.run(main())
+    assert _metric(metrics, "docent_requests_total", endpoint="unmatched", status=str(CLIENT_CLOSED_REQUEST)) == 1
+    assert _metric(metrics, "docent_errors_total", endpoint="unmatched", kind=str(CLIENT_CLOSED_REQUEST)) == 0
+    assert _metric(metrics, "docent_errors_total", endpoint="unmatched", kind="500") == 1
+
+
+def test_a_request_past_its_deadline_is_a_503_with_retry_after():
+    from services.gateway.asking import Asking
+
+    class Stalled:
+        settings = Settings(serving={"request_timeout_s": 0.05, "retry_after_s": 7})
+
+        async def condense(self, request, turns):
+            await asyncio.sleep(60)  # a replica being replaced
+
+    asking = Asking(Stalled(), policies=None, metrics=None, caller=None)
+    with pytest.raises(Exception) as raised:
+        asyncio.run(asking.answer(QueryRequest(query="how do I scale serve?")))
+    assert raised.value.http_status == 503 and raised.value.retry_after == 7
+    assert "request_timeout_s (0.05 s)" in str(raised.value)
+
+
+def test_a_stream_whose_first_words_miss_the_deadline_fails_and_later_words_may_take_their_time():
+    from services.gateway.asking import _first_by, _FirstWordsLate
+
+    async def words(first_after: float, then_after: float):
+        await asyncio.sleep(first_after)
+        yield ["first"]
+        await asyncio.sleep(then_after)
+        yield ["second"]
+
+    async def collect(first_after: float, then_after: float, within: float):
+        deadline = asyncio.get_running_loop().time() + within
+        return [batch async for batch in _first_by(words(first_after, then_after), deadline)]
+
+    assert asyncio.run(collect(0.0, 0.1, within=0.05)) == [["first"], ["second"]]
+    with pytest.raises(_FirstWordsLate):
+        asyncio.run(collect(1.0, 0.0, within=0.05))
