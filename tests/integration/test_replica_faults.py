@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Self
 
 import httpx
 import pytest
@@ -46,7 +47,7 @@ class Load:
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._ask, args=(n,)) for n in range(CLIENTS)]
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         for thread in self.threads:
             thread.start()
         return self
