@@ -2,6 +2,9 @@
 
 After a failure, calls fail at once (`RedisDown`) for `redis_retry_s` instead of each
 request waiting out a timeout; then one call is let through to see whether Redis is back.
+A failure also empties the connection pool, and a connection found closed is replaced
+once within its call: connections pooled before an outage would otherwise fail one by
+one after Redis is back (each a 503 with `redis_failure: closed`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from docent.errors import Unavailable
@@ -20,6 +26,7 @@ from docent.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_RECONNECTS = 1  # a pooled connection that Redis closed meanwhile is replaced once, within the call
 
 
 class RedisDown(Unavailable, RuntimeError):
@@ -29,7 +36,8 @@ class RedisDown(Unavailable, RuntimeError):
 class GuardedRedis:
     def __init__(self, url: str, settings: GatewaySettings, on_failure: Callable[[], None] = lambda: None):
         self.client = aioredis.Redis.from_url(
-            url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
+            url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
+            retry=Retry(NoBackoff(), _RECONNECTS), retry_on_error=[RedisConnectionError],
         )
         self.timeout_s, self.retry_s = settings.redis_timeout_s, settings.redis_retry_s
         self.prefix = settings.key_prefix
@@ -49,6 +57,7 @@ class GuardedRedis:
             result = await asyncio.wait_for(operation(self.client), self.timeout_s)
         except (TimeoutError, RedisError, OSError) as exc:
             self._record_failure(exc)
+            await self.client.connection_pool.disconnect()
             raise RedisDown(self._failure) from exc
         if self._failed_at is not None:
             log.warning("Redis is reachable again")

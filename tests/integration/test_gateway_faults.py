@@ -82,3 +82,31 @@ async def test_redis_down_with_failure_closed_refuses_with_503_and_readyz_says_w
     finally:
         await app.state.policies.aclose()
         await close_local_pipeline(pipeline)
+
+
+async def test_redis_back_after_an_outage_is_used_at_once_without_stale_connections_failing():
+    """With `redis_failure: closed` every Redis failure is a 503: connections pooled before the outage
+    must not fail one by one once Redis is back."""
+    from services.gateway.guarded_redis import GuardedRedis, RedisDown
+    from tests.gateway_fixtures import start_redis
+
+    server = start_redis()
+    settings = Settings(gateway={"redis_failure": "closed", "redis_retry_s": 0.2})
+    redis = GuardedRedis(server.url, settings.gateway)
+    concurrent = 20
+    try:
+        await asyncio.gather(*(redis.call(lambda r: r.ping()) for _ in range(concurrent)))  # a pool of connections
+        server.stop()
+        with pytest.raises(RedisDown):
+            await redis.call(lambda r: r.ping())
+        server = start_redis(server.port)
+        await asyncio.sleep(settings.gateway.redis_retry_s)
+        outcomes = []
+        for _ in range(3):
+            outcomes += await asyncio.gather(*(redis.call(lambda r: r.ping()) for _ in range(concurrent)), return_exceptions=True)
+        failed = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+        assert not failed, f"{len(failed)} of {len(outcomes)} calls failed after Redis was back: {failed[:2]}"
+        assert redis.problem is None
+    finally:
+        await redis.aclose()
+        server.stop()
