@@ -113,7 +113,7 @@ def _print_ingest_summary(report) -> None:
 
 
 def indexes(as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False) -> None:
-    """List every index with its configuration, document and chunk counts, and size."""
+    """List every index with its configuration, document and chunk counts, size, last update and whether it is ready."""
     from docent.db import connect
     from docent.store import IndexStore
 
@@ -134,17 +134,21 @@ def indexes(as_json: Annotated[bool, typer.Option("--json", help="one JSON objec
         console.print("no indexes yet: run `docent ingest PATH`")
         return
     table = Table(
-        Column("name", no_wrap=True), Column("model", overflow="fold"), "dim", "chunking", "docs", "chunks", "MiB",
-        caption="details: docent indexes --json",
+        Column("name", no_wrap=True), Column("model", overflow="fold"), "chunking", "docs", "chunks", "MiB",
+        Column("updated", no_wrap=True), Column("state", no_wrap=True), caption="details: docent indexes --json",
     )
     for i in found:
         unit = "t" if i.chunk_unit == ChunkUnit.TOKENS else ""
         table.add_row(
-            i.name, Path(i.embedding_model).name, str(i.embedding_dim),
+            i.name, Path(i.embedding_model).name,
             f"{i.chunk_size}{unit}/{i.chunk_overlap}" + ("" if i.include_titles else " no titles"),
             str(i.documents), str(i.chunks), f"{i.size_bytes / 2**20:.1f}",
+            (i.updated_at or "")[:10], "[yellow]incomplete[/]" if i.incomplete else "ready",
         )
     console.print(table)
+    for i in found:
+        if i.incomplete:
+            console.print(f"[yellow]{i.name}[/]: {i.incomplete}", highlight=False)
 
 
 def drop_index(

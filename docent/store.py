@@ -135,7 +135,9 @@ class IndexStore:
             "SELECT i.id, i.config, i.revision, i.updated_at,"
             " (SELECT count(*) FROM documents d WHERE d.index_id = i.id AND d.skip_reason IS NULL) AS documents,"
             " coalesce((SELECT sum(chunk_count) FROM documents d WHERE d.index_id = i.id), 0) AS chunks,"
-            " pg_total_relation_size(format('chunks_%s', i.id)) AS size_bytes"
+            " pg_total_relation_size(format('chunks_%s', i.id)) AS size_bytes,"
+            " (SELECT l.revision FROM lexical_indexes l WHERE l.index_id = i.id) AS lexical_revision,"
+            " to_regclass(format('chunks_%s_embedding_hnsw', i.id)) IS NOT NULL AS has_hnsw"
             " FROM indexes i ORDER BY i.name"
         )
         return [
@@ -147,6 +149,7 @@ class IndexStore:
                 chunks=r["chunks"],
                 size_bytes=r["size_bytes"],
                 updated_at=r["updated_at"].isoformat(),
+                incomplete=_incomplete(r["revision"], r["lexical_revision"], r["has_hnsw"]),
             )
             for r in rows
         ]
@@ -358,6 +361,16 @@ class IndexStore:
             "SELECT revision, checksum, payload FROM lexical_indexes WHERE index_id = $1", index.id
         )
         return None if row is None else (row["revision"], row["checksum"], row["payload"])
+
+
+def _incomplete(revision: int, lexical_revision: int | None, has_hnsw: bool) -> str | None:
+    """Why an index is not ready to search, judged by what every finished ingest builds last."""
+    if lexical_revision is None or not has_hnsw:
+        missing = " and ".join(name for name, absent in (("BM25", lexical_revision is None), ("HNSW", not has_hnsw)) if absent)
+        return f"no {missing} index: its first ingest was interrupted; run `docent ingest` again"
+    if lexical_revision != revision:
+        return "its BM25 index is older than its chunks: an ingest was interrupted; run `docent ingest` again"
+    return None
 
 
 def _chunk_table_ddl(index_id: int, dim: int) -> str:

@@ -184,6 +184,7 @@ class IndexInfo(IndexConfig):
     size_bytes: int = 0
     revision: int = 0
     updated_at: str | None = None
+    incomplete: str | None = None  # why the index is not ready to search (an interrupted ingest); None when it is
 
 
 class SearchHit(BaseModel):

