@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cli import calibrate, evaluate, experiment, finetune, flywheel, indexes, keys, serving, slack, train
+from cli import calibrate, database, evaluate, experiment, finetune, flywheel, indexes, keys, serving, slack, train
 from cli.support import CliState
 
 app = typer.Typer(
@@ -23,6 +23,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"docent {version('docent')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     config: Annotated[
@@ -31,6 +39,9 @@ def main(
             help="docent's settings file (YAML; also: DOCENT_CONFIG); `docent serve` takes its Serve config as --serve-config",
         )
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print docent's version and exit")
+    ] = False,
 ) -> None:
     CliState.config = config
 
@@ -48,6 +59,7 @@ app.add_typer(experiment.experiment_app, name="experiment")
 app.add_typer(finetune.finetune_app, name="finetune")
 app.add_typer(flywheel.flywheel_app, name="flywheel")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(database.db_app, name="db")
 app.command("slack")(slack.slack)
 
 

@@ -57,7 +57,7 @@ def serve(
 
     from docent.db import database_url
     from docent.ray_runtime import ensure_ray
-    from docent.serve_config import apply_serve_environment, deploy, load_serve_config
+    from docent.serve_config import apply_serve_environment, deploy, forget_serving, load_serve_config, record_serving
 
     with clear_errors():
         settings = cli_settings(index=index)
@@ -79,16 +79,24 @@ def serve(
             with console.status("starting the deployments (models load, the index warms up)…"):
                 deploy(config, timeout)
             _print_serving(config, settings)
+            record_serving(settings.data_dir, _local_url(config))
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 console.print("stopping…")
     finally:
+        forget_serving(settings.data_dir)
         ray_serve.shutdown()
         import ray
 
         ray.shutdown()
+
+
+def _local_url(config) -> str:
+    """Where a client on this machine reaches the gateway (a wildcard address is reached by loopback)."""
+    host = config.http_options.host
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{config.http_options.port}"
 
 
 def _print_serving(config, settings) -> None:
@@ -101,7 +109,14 @@ def _print_serving(config, settings) -> None:
 
 def query(
     question: Annotated[str, typer.Argument(help="the question")],
-    url: Annotated[str | None, typer.Option(help="gateway URL (default: serving.url)")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="gateway URL (default: DOCENT_URL, else serving.url when set, else the `docent serve` running here, "
+            "whatever its port, else http://127.0.0.1:8000)",
+            show_default=False,
+        ),
+    ] = None,
     index: Annotated[str | None, typer.Option(help="index to answer from (default: the gateway's)")] = None,
     llm: Annotated[str | None, typer.Option(help="answer with this LLM (or `extractive`)")] = None,
     k: Annotated[int | None, typer.Option("-k", help="chunks to retrieve")] = None,
@@ -124,13 +139,14 @@ def query(
     Continue the conversation with `--conversation ID` (printed under each answer): a follow-up such as "and how do I turn that off?" is then searched for as a question that stands alone.
     """
     from docent.client import DocentClient
+    from docent.serve_config import gateway_url
 
     if not question.strip():
         raise fail("the question is empty", USAGE_ERROR)
     with clear_errors():
         settings = cli_settings()
     asked = {"index": index, "conversation_id": conversation, "llm": llm, "num_chunks": k}
-    with clear_errors(interrupted="interrupted"), DocentClient(url or settings.serving.url, api_key or settings.api_key) as client:
+    with clear_errors(interrupted="interrupted"), DocentClient(url or gateway_url(settings), api_key or settings.api_key) as client:
         if stream:
             _print_stream(client.stream(question, **asked), as_json)
         else:

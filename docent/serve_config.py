@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -73,3 +74,52 @@ def deploy(config, timeout_s: float) -> dict[str, str]:
         if time.monotonic() > deadline:
             raise DeployFailed(f"not running after {timeout_s:.0f} s: {states}")
         time.sleep(0.5)
+
+
+# --- where a running `docent serve` listens ---------------------------------------------
+
+SERVING_RECORD = "serving.json"  # under the data dir, while `docent serve` runs
+URL_VARIABLE = "DOCENT_URL"
+
+
+def record_serving(data_dir: Path, url: str) -> Path:
+    """Note where this process serves, so that `docent query` finds it whatever its port."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = data_dir / SERVING_RECORD
+    record.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    return record
+
+
+def forget_serving(data_dir: Path) -> None:
+    """Remove this process's note (another process's is left alone)."""
+    record = data_dir / SERVING_RECORD
+    try:
+        if json.loads(record.read_text()).get("pid") == os.getpid():
+            record.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def gateway_url(settings) -> str:
+    """The gateway to ask: DOCENT_URL, else serving.url when set, else the `docent serve` running on
+    this data dir, else serving.url's default."""
+    if url := os.environ.get(URL_VARIABLE):
+        return url
+    if "url" in settings.serving.model_fields_set:
+        return settings.serving.url
+    return _served_url(settings.data_dir) or settings.serving.url
+
+
+def _served_url(data_dir: Path) -> str | None:
+    try:
+        record = json.loads((data_dir / SERVING_RECORD).read_text())
+        pid, url = int(record["pid"]), str(record["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # that server has gone (killed before it could remove its note)
+    except PermissionError:
+        pass  # alive, another user's
+    return url

@@ -39,6 +39,7 @@ from docent.client import (
     StreamToken,
 )
 from docent.errors import UsageError
+from docent.serve_config import gateway_url
 from docent.settings import Settings, SlackSettings
 from docent.types import SlackMode, Turn
 
@@ -113,7 +114,7 @@ class DocentBot:
             process_before_response=False,  # ack first, answer after: Slack wants an ack within 3 s
             logger=BOLT_LOGGER,
         )
-        self.gateway = AsyncDocentClient(settings.serving.url, settings.api_key, timeout=self.slack.gateway_timeout_s)
+        self.gateway = AsyncDocentClient(gateway_url(settings), settings.api_key, timeout=self.slack.gateway_timeout_s)
         self.answering: set[asyncio.Task] = set()
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._register()

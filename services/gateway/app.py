@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from importlib.metadata import version
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -35,7 +36,7 @@ from docent.types import (
     RetrievalMode,
     Strategy,
 )
-from services.gateway import openai_chat, widget
+from services.gateway import api_docs, openai_chat, widget
 from services.gateway.asking import Answered, Failed, Happening, Opened, classify
 from services.gateway.dependencies import Asker, Rater, asking, policies_of
 from services.gateway.metrics import GatewayMetrics
@@ -73,7 +74,8 @@ def create_app(
     policies: GatewayPolicies | None = None,
 ) -> FastAPI:
     """The app; without `policies`, they are built from the pipeline's settings."""
-    app = FastAPI(title="docent", description=DESCRIPTION, version="0.1.0")
+    # /docs and /redoc come from api_docs: their files served here, not from a CDN.
+    app = FastAPI(title="docent", description=DESCRIPTION, version=version("docent"), docs_url=None, redoc_url=None)
     app.state.pipeline = pipeline
     app.state.metrics = metrics or GatewayMetrics()
     if policies is None and pipeline is not None:
@@ -82,6 +84,7 @@ def create_app(
     _add_error_handlers(app)
     _add_routes(app)
     app.include_router(openai_chat.router)  # any OpenAI client or chat front end can ask
+    app.include_router(api_docs.router)
     app.include_router(widget.router)  # `/` and `/widget.js`: people ask in the browser
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if pipeline is not None and pipeline.settings.gateway.cors_origins:

