@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from docent.settings import Settings
 
@@ -18,14 +22,37 @@ def ensure_ray(settings: Settings) -> None:
         # Quiet by default: docent draws its own progress bars and summary. Set
         # RAY_BACKEND_LOG_LEVEL=info to see Ray's own messages again.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        ray.init(
-            address=settings.ray_address,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            configure_logging=True,
-        )
+        with _stderr_without(_LEVEL_NOTICE):
+            ray.init(
+                address=settings.ray_address,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                configure_logging=True,
+            )
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+
+
+# What Ray's C++ logger prints on stderr, whatever the level, whenever RAY_BACKEND_LOG_LEVEL is set.
+_LEVEL_NOTICE = "Set ray log level from environment variable"
+
+
+@contextmanager
+def _stderr_without(notice: str) -> Iterator[None]:
+    """Standard error (the file descriptor: C++ writes there) kept, except lines holding `notice`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True) if notice not in line]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

@@ -281,6 +281,7 @@ def test_cli_ingest_then_search_json(ray_local, docs_tree, index_name):
     output, _ = ingest.communicate(timeout=300)
     assert ingest.returncode == 0, output
     assert "chunks added" in output
+    assert "logging.cc" not in output and "Set ray log level" not in output  # no stray lines from Ray
 
     search = _cli("search", "how many times is a failed job retried?", "--index", index_name, "-k", "3", "--json", env=env)
     output, _ = search.communicate(timeout=120)
