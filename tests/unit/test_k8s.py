@@ -143,7 +143,7 @@ def crd_errors(doc: dict[str, Any]) -> list[str]:
 def pod_specs(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, pod spec) of every pod template a resource holds."""
     kind, spec = doc["kind"], doc.get("spec", {})
-    if kind in ("Deployment", "StatefulSet"):
+    if kind in ("Deployment", "StatefulSet", "Job"):
         yield "template", spec["template"]["spec"]
     elif kind == "CronJob":
         yield "jobTemplate", spec["jobTemplate"]["spec"]["template"]["spec"]
@@ -639,3 +639,23 @@ def test_an_external_database_replaces_the_statefulset(tmp_path):
     docs = kustomize(overlay)
     assert not [d for d in docs if "postgres" in d["metadata"]["name"]]
     assert one(docs, "RayService") and one(docs, "Deployment", "docent-mlflow")
+
+
+def test_dev_deploys_the_object_store_it_points_at_with_the_buckets_it_reads():
+    docs = rendered("dev")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    env = {}
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            env.update(doc.get("data", {}))
+    endpoints = {key: env[key] for key in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")}
+    for key, url in endpoints.items():
+        host, _, port = url.removeprefix("http://").partition(":")
+        assert host in services, f"{key} names {host}, which the dev overlay does not deploy"
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, key
+    buckets = {
+        re.search(r"s3://([^/\s]+)", one(docs, "RayJob")["spec"]["entrypoint"]).group(1),
+        re.search(r"s3://([^/\s]+)", env["MLFLOW_ARTIFACTS_DESTINATION"]).group(1),
+    }
+    (creates,) = one(docs, "Job", "minio-buckets")["spec"]["template"]["spec"]["containers"]
+    assert all(f"store/{bucket}" in " ".join(creates["args"]) for bucket in buckets), buckets
