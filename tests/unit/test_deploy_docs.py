@@ -38,3 +38,17 @@ def test_the_documented_head_pod_selector_selects_the_rayservice_head():
     head = one(rendered("dev"), "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]
     assert head["metadata"]["labels"][key] == value
     assert head["spec"]["containers"][0]["name"] == "ray-head"  # `exec -c ray-head`
+
+
+def test_the_slack_app_manifest_is_a_file_with_what_the_bot_uses_and_the_docs_say():
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "clients" / "slack" / "manifest.yaml").read_text())
+    slack_docs = (ROOT / "docs" / "slack.md").read_text()
+    assert "clients/slack/manifest.yaml" in slack_docs
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    assert ", ".join(scopes) in slack_docs
+    # Mentions and direct messages, replies in threads (read back with their history), buttons.
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert {"chat:write", "app_mentions:read", "im:history", "channels:history"} <= set(scopes)
+    assert manifest["settings"]["interactivity"]["is_enabled"] and manifest["settings"]["socket_mode_enabled"]
