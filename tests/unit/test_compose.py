@@ -32,7 +32,8 @@ SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
 SERVE_CONFIG = ROOT / "services" / "gateway" / "serve.yaml"
 
 ONE_SHOT = {"minio-init", "ingest"}  # jobs: run to completion, no health check
-DEFAULT_SERVICES = {"postgres", "redis", "minio", "minio-init", "mlflow", "ray-head"}
+SERVE_PORT = 8000  # the gateway (services/gateway/serve.yaml)
+DEFAULT_SERVICES = {"postgres", "redis", "minio", "minio-init", "mlflow", "ray-head", "prometheus"}
 PROFILED = {"ingest": ["ingest"], "slack": ["slack"]}
 DOCENT_SERVICES = ("ray-head", "ingest", "slack")
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "S3_SECRET_KEY")
@@ -688,3 +689,14 @@ def test_scripts_are_executable_and_parse(script):
     assert path.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
     shell = "bash" if path.read_text().startswith("#!/bin/bash") else "sh"
     subprocess.run([shell, "-n", str(path)], check=True)
+
+
+def test_prometheus_scrapes_the_gateways_metrics(compose):
+    config = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (targets,) = [c["targets"] for c in job["static_configs"]]
+    gateway_port = container_ports(compose["services"]["ray-head"])
+    assert job["metrics_path"] == "/metrics" and targets == [f"ray-head:{SERVE_PORT}"] and SERVE_PORT in gateway_port
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./docker/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    assert "prometheus-data:/prometheus" in mounts

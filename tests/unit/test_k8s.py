@@ -659,3 +659,13 @@ def test_dev_deploys_the_object_store_it_points_at_with_the_buckets_it_reads():
     }
     (creates,) = one(docs, "Job", "minio-buckets")["spec"]["template"]["spec"]["containers"]
     assert all(f"store/{bucket}" in " ".join(creates["args"]) for bucket in buckets), buckets
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pods_serving_the_gateway_ask_to_be_scraped_at_its_metrics(overlay):
+    groups = one(rendered(overlay), "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    for group in groups:
+        annotations = group["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+        ports = {p["containerPort"] for p in group["template"]["spec"]["containers"][0]["ports"]}
+        assert int(annotations["prometheus.io/port"]) == SERVE_PORT and SERVE_PORT in ports, group["groupName"]
