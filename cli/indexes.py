@@ -19,7 +19,7 @@ from cli.support import (
     errors,
     fail,
 )
-from docent.types import ChunkUnit, RetrievalMode, Strategy
+from docent.types import ChunkUnit, RetrievalMode, Strategy, UrlStyle
 
 
 class _RichProgress:
@@ -46,7 +46,12 @@ class _RichProgress:
 def ingest(
     path: Annotated[str, typer.Argument(help="docs folder, one file, or s3://bucket/prefix to index")],
     base_url: Annotated[
-        str | None, typer.Option(help="public URL of PATH: files map to URL + path with .html + #anchor")
+        str | None, typer.Option(help="public URL of PATH: a file's source is its page under URL (see --url-style) + #anchor")
+    ] = None,
+    url_style: Annotated[
+        UrlStyle | None,
+        typer.Option(help="how the site publishes guide/setup.md: html → guide/setup.html (Sphinx, the default), "
+                     "directory → guide/setup/ (MkDocs, Docusaurus), none → guide/setup; fixed per index"),
     ] = None,
     index: Annotated[str | None, typer.Option(help="index name (default: from model and chunking)")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="maximum chunk length")] = None,
@@ -69,7 +74,7 @@ def ingest(
             index=index,
             chunking={"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "unit": chunk_unit},
             embedding={"model": embedding_model},
-            ingest={"exclude": exclude},
+            ingest={"exclude": exclude, "url_style": url_style},
         )
         columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=errors, transient=False) as bar:

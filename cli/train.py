@@ -49,7 +49,9 @@ def router_table(title: str, ours: dict) -> Table:
 @train_app.command("reranker")
 def train_reranker(
     data: Annotated[Path, typer.Option(help="JSON array of {question, source} (e.g. embedding_qa.json)")],
-    base_url: Annotated[str | None, typer.Option(help="docs URL whose first path segment is the tag")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="docs URL whose first path segment is the tag (default: rerank.base_url)")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="artifact path (default: from settings)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False,
 ) -> None:
@@ -59,6 +61,12 @@ def train_reranker(
 
     with clear_errors():
         settings = cli_settings(rerank={"base_url": base_url, "artifact": output})
+        if not settings.rerank.base_url:
+            raise fail(
+                "which docs site are the tags of? give --base-url (or rerank.base_url): the docs URL whose first path "
+                "segment is a page's area, e.g. https://docs.ray.io/en/master/ (config/ray-docs.yaml sets it)",
+                USAGE_ERROR,
+            )
         with console.status("training the tag classifier…"):
             result = train(load_qa_pairs(data), settings.rerank.base_url)
         path = settings.model_artifact("reranker")

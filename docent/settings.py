@@ -38,6 +38,7 @@ from docent.types import (
     RetrievalMode,
     SlackMode,
     Strategy,
+    UrlStyle,
 )
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -89,6 +90,10 @@ class IngestSettings(BaseModel):
     )
     anchor_style: AnchorStyle = Field(
         AnchorStyle.SPHINX, description="how heading anchors are slugged: Sphinx/docutils ids or GitHub's"
+    )
+    url_style: UrlStyle = Field(
+        UrlStyle.HTML, description="how the site publishes a file's page under --base-url: html (guide/setup.html), "
+        "directory (guide/setup/), none (guide/setup); fixed per index"
     )
     embed_actors: int = Field(1, ge=1, description="size of the embedding actor pool")
     embed_block_rows: int = Field(
@@ -166,7 +171,10 @@ class RerankSettings(BaseModel):
     threshold: float = Field(0.9, ge=0, le=1, description="tag probability needed to move a docs area first")
     k: int = Field(13, ge=1, description="chunks kept after reranking")
     cross_encoder_model: str | None = None
-    base_url: str = Field("https://docs.ray.io/en/master/", description="docs URL whose first path segment is the tag")
+    base_url: str | None = Field(
+        None, description="docs URL whose first path segment is a page's area (its tag); default: the one the tag "
+        "classifier was trained with, and for the flywheel the site's root"
+    )
     artifact: Path | None = Field(None, description="tag classifier file; default: <data_dir>/models/reranker.zip")
 
 

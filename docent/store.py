@@ -419,7 +419,7 @@ def _check_compatible(existing: IndexConfig, asked: IndexConfig) -> None:
         )
     differences = [
         f"{key} {getattr(existing, key)!r} (asked {getattr(asked, key)!r})"
-        for key in ("embedding_model", "chunk_size", "chunk_overlap", "chunk_unit", "include_titles")
+        for key in ("embedding_model", "chunk_size", "chunk_overlap", "chunk_unit", "include_titles", "url_style")
         if getattr(existing, key) != getattr(asked, key)
     ]
     if differences:

@@ -69,6 +69,14 @@ class AnchorStyle(StrEnum):
     GITHUB = "github"
 
 
+class UrlStyle(StrEnum):
+    """How a docs site publishes a source file's page (`guide/setup.md` under the base URL)."""
+
+    HTML = "html"  # Sphinx and most generators: guide/setup.html
+    DIRECTORY = "directory"  # MkDocs, Docusaurus, Hugo: guide/setup/ (index.md → its folder)
+    NONE = "none"  # extension dropped: guide/setup
+
+
 class LexicalBackend(StrEnum):
     BM25S = "bm25s"
     RANK_BM25 = "rank-bm25"
@@ -175,6 +183,7 @@ class IndexConfig(BaseModel):
     chunk_overlap: int
     chunk_unit: ChunkUnit = ChunkUnit.CHARS
     include_titles: bool = True
+    url_style: UrlStyle = UrlStyle.HTML  # how its sources' pages are published under the base URL
 
 
 class IndexInfo(IndexConfig):

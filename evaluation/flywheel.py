@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.markup import escape
 from rich.table import Column, Table
@@ -92,8 +93,12 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def docs_area(source: str | None, base_url: str) -> str:
-    """The first path segment of `source` under `base_url`; "other" outside it, at its top, or without a source."""
+def docs_area(source: str | None, base_url: str | None) -> str:
+    """The first path segment of `source` under `base_url` (default: its site's root); "other" outside it,
+    at its top, or without a source."""
+    if source and not base_url:
+        parts = urlsplit(source)
+        base_url = f"{parts.scheme}://{parts.netloc}/" if parts.netloc else ""
     if not source or not base_url or not source.startswith(base_url):
         return OTHER_AREA
     path = source[len(base_url):].split("#", 1)[0].lstrip("/")
@@ -258,7 +263,7 @@ class Question:
 
 
 def group_questions(
-    answers: Iterable[LoggedAnswer], asked: Mapping[str, Asked], low_score: float, base_url: str
+    answers: Iterable[LoggedAnswer], asked: Mapping[str, Asked], low_score: float, base_url: str | None
 ) -> list[Question]:
     """Answers with problems merged by normalised question, worst first.
 
@@ -273,7 +278,7 @@ def group_questions(
     return questions
 
 
-def _question(key: str, answers: list[LoggedAnswer], asked: Asked, low_score: float, base_url: str) -> Question:
+def _question(key: str, answers: list[LoggedAnswer], asked: Asked, low_score: float, base_url: str | None) -> Question:
     problems: Counter[str] = Counter()
     for answer in answers:
         problems.update(answer.problems(low_score))
@@ -293,7 +298,7 @@ def _question(key: str, answers: list[LoggedAnswer], asked: Asked, low_score: fl
 class FlywheelReport:
     since: datetime | None
     low_score: float
-    base_url: str
+    base_url: str | None
     answers: int  # every answer logged in the period
     questions: list[Question]  # every question with a problem, worst first
     limit: int
@@ -396,7 +401,7 @@ def render_markdown(report: FlywheelReport) -> str:
         f"LLM was chosen (weight {PROBLEM_WEIGHTS[FALLBACK]}), **low score**: top_score, the best cosine similarity "
         f"of the question and a source, below {report.low_score} (weight {PROBLEM_WEIGHTS[LOW_SCORE]}); a question's "
         f"score sums them over its answers. Docs areas are the first path segment of the most similar source under "
-        f"{report.base_url}. Each source is shown with its similarity (– when BM25 alone found it: no similarity) "
+        f"{report.base_url or 'its site root'}. Each source is shown with its similarity (– when BM25 alone found it: no similarity) "
         "and the retriever's ranking score (on the retrieval mode's scale: a fused rank score in hybrid mode). "
         "See docs/flywheel.md for what to do about each."),
         "",

@@ -13,13 +13,14 @@ from pathlib import Path, PurePosixPath
 
 from docutils.nodes import make_id
 
-from docent.types import AnchorStyle
+from docent.types import AnchorStyle, UrlStyle
 
 ANCHOR_STYLES = ("sphinx", "github")
 
 _GITHUB_DROP = re.compile(r"[^\w\- ]")
 # A PDF is served as itself; every other format is rendered to an HTML page.
 _SERVED_AS_IS = {".pdf", ".txt"}
+_FOLDER_PAGES = {"index", "readme", "_index"}  # a folder's own page, published as the folder
 
 
 def slugify(title: str, style: str = "sphinx") -> str:
@@ -31,15 +32,21 @@ def slugify(title: str, style: str = "sphinx") -> str:
     raise ValueError(f"unknown anchor style {style!r}; expected one of {ANCHOR_STYLES}")
 
 
-def page_url(relpath: str, *, base_url: str | None, root: Path) -> str:
-    """The URL a source file is published at: under base_url, else the file itself."""
+def page_url(relpath: str, *, base_url: str | None, root: Path, style: UrlStyle = UrlStyle.HTML) -> str:
+    """The URL a source file is published at: under base_url as the site's `style` has it, else the file itself."""
     if base_url is None:
         return (root / relpath).resolve().as_uri()
     path = PurePosixPath(relpath.replace("\\", "/").lstrip("/"))
-    suffix = path.suffix.lower()
-    if suffix not in _SERVED_AS_IS:
-        path = path.with_suffix(".html")
-    return f"{base_url.rstrip('/')}/{path.as_posix()}"
+    base = base_url.rstrip("/")
+    if path.suffix.lower() in _SERVED_AS_IS:
+        return f"{base}/{path.as_posix()}"
+    if style == UrlStyle.HTML:
+        return f"{base}/{path.with_suffix('.html').as_posix()}"
+    page = path.with_suffix("")
+    if style == UrlStyle.DIRECTORY:
+        folder = page.parent if page.name.lower() in _FOLDER_PAGES else page
+        return f"{base}/{folder.as_posix()}/".replace("/./", "/")
+    return f"{base}/{page.as_posix()}"
 
 
 def source_url(page: str, anchor: str | None) -> str:

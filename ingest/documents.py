@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from docent.settings import ChunkingSettings
-from docent.types import ChunkUnit, UnreadableDocument, embedding_text
+from docent.types import ChunkUnit, UnreadableDocument, UrlStyle, embedding_text
 from ingest.anchors import page_url, source_url
 from ingest.loaders import load_document
 from ingest.scan import file_hash
@@ -21,6 +21,7 @@ class ParseOptions:
     base_url: str | None
     anchor_style: str
     chunking: ChunkingSettings
+    url_style: UrlStyle
     tokenizer_path: str | None  # needed only for token-sized chunks
 
 
@@ -42,7 +43,7 @@ def chunk_rows(item: dict[str, Any], options: ParseOptions) -> list[dict[str, An
     except UnreadableDocument as exc:
         return [_skipped(uri, content_hash, exc.reason)]
 
-    page = page_url(uri, base_url=options.base_url, root=options.root)
+    page = page_url(uri, base_url=options.base_url, root=options.root, style=options.url_style)
     splitter = _splitter(options.chunking, options.tokenizer_path)
     rows = []
     for section in document.sections:

@@ -153,6 +153,7 @@ def index_config(settings: Settings, embedding_dim: int) -> IndexConfig:
         chunk_overlap=settings.chunking.chunk_overlap,
         chunk_unit=settings.chunking.unit,
         include_titles=settings.chunking.include_titles,
+        url_style=settings.ingest.url_style,
     )
 
 
@@ -309,6 +310,7 @@ def _embedded_batches(
         base_url=base_url,
         anchor_style=settings.ingest.anchor_style,
         chunking=settings.chunking,
+        url_style=settings.ingest.url_style,
         tokenizer_path=resolve_model_path(settings.embedding.model) if settings.chunking.unit == ChunkUnit.TOKENS else None,
     )
     num_gpus = settings.ingest.num_gpus

@@ -35,7 +35,12 @@ class RerankerService:
     def by_tag(self, hits: Sequence[SearchHit], prediction: TagPrediction | None) -> list[SearchHit]:
         """The reference's rerank: the predicted area first when the classifier is confident, cut to k."""
         tag = prediction.confident(self.settings.threshold) if prediction else "other"
-        return rerank(hits, [h.source for h in hits], tag, self.settings.base_url, self.settings.k)
+        return rerank(hits, [h.source for h in hits], tag, self._base_url(), self.settings.k)
+
+    def _base_url(self) -> str:
+        """Where the tags come from: the setting, else the URL the classifier was trained with."""
+        trained = self.classifier.model.metadata.get("base_url", "") if self.classifier else ""
+        return self.settings.base_url or trained
 
     async def cross_rerank(self, query: str, hits: list[SearchHit]) -> list[SearchHit]:
         """Hits ordered by the cross-encoder's relevance score; unchanged without one."""

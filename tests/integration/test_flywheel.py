@@ -341,3 +341,9 @@ def test_dates_areas_and_questions_are_read_as_documented():
     assert docs_area(None, BASE_URL) == "other"
 
     assert normalise_question("  How do I use Serve?? ") == normalise_question("how do i use serve")
+
+
+def test_without_a_base_url_an_area_is_the_first_segment_under_the_site_root():
+    assert docs_area("https://docs.example.org/guide/setup/#install", None) == "guide"
+    assert docs_area("https://docs.example.org/index.html", None) == "other"
+    assert docs_area("guide/setup.md", None) == "other"

@@ -175,6 +175,17 @@ def test_a_different_configuration_for_an_existing_index_is_refused(ray_local, s
     other = settings.model_copy(update={"chunking": settings.chunking.model_copy(update={"chunk_size": 400})})
     with pytest.raises(IndexMismatch, match=r"chunk_size 300 \(asked 400\)"):
         run_ingest(docs_tree, other, base_url=BASE_URL)
+    restyled = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"url_style": "directory"})})
+    with pytest.raises(IndexMismatch, match=r"url_style 'html' \(asked 'directory'\)"):
+        run_ingest(docs_tree, restyled, base_url=BASE_URL)
+
+
+def test_a_directory_style_site_gets_its_own_page_urls(ray_local, docs_tree, index_name):
+    settings = Settings(index=f"{index_name}-dirs", ingest={"url_style": "directory"})
+    run_ingest(docs_tree, settings, base_url=BASE_URL)
+    sources = {source for _, _, source in snapshot(settings).values()}
+    assert f"{BASE_URL}guide/configuration/#retries-and-backoff" in sources
+    assert not any(".html" in source for source in sources)
 
 
 def test_a_model_of_another_dimension_is_refused_with_the_way_out(ray_local, settings, docs_tree, tmp_path):

@@ -100,3 +100,19 @@ def test_github_style_numbers_repeats_and_ignores_labels():
     assert anchors.section("Usage") == "usage-1"
     assert anchors.section("Usage") == "usage-2"
     assert anchors.section("???") is None
+
+
+@pytest.mark.parametrize(
+    ("relpath", "style", "expected"),
+    [
+        ("guide/setup.md", "html", "https://d.example/v1/guide/setup.html"),
+        ("guide/setup.md", "directory", "https://d.example/v1/guide/setup/"),
+        ("guide/index.md", "directory", "https://d.example/v1/guide/"),
+        ("index.md", "directory", "https://d.example/v1/"),
+        ("guide/README.md", "directory", "https://d.example/v1/guide/"),
+        ("guide/setup.mdx", "none", "https://d.example/v1/guide/setup"),
+        ("files/manual.pdf", "directory", "https://d.example/v1/files/manual.pdf"),  # served as itself
+    ],
+)
+def test_each_url_style_publishes_a_page_where_its_generator_does(relpath, style, expected):
+    assert page_url(relpath, base_url="https://d.example/v1/", root=Path("/unused"), style=style) == expected

@@ -48,6 +48,28 @@ def test_training_on_the_reference_data_matches_its_scores_and_sanity_checks(tmp
     assert [p.tag for p in loaded.predict(questions)] == [p.tag for p in result.classifier.predict(questions)]
     assert loaded.predict(["How do I enable Ray debug logs?"])[0].confident(0.99) == OTHER
 
+    # Served with no rerank.base_url (no Ray default), the tags come from where it was trained.
+    from docent.settings import Settings
+    from docent.tags import TagPrediction
+    from docent.types import SearchHit
+    from services.reranker.service import RerankerService
+
+    service = RerankerService(Settings(data_dir=tmp_path, rerank={"artifact": tmp_path / "reranker.zip"}))
+    hits = [SearchHit(rank=n, score=1.0, source=f"{BASE}{area}/p.html", text="t", chunk_id=n)
+            for n, area in enumerate(["data", "serve"], 1)]
+    assert service.by_tag(hits, TagPrediction("serve", 0.99))[0].source == f"{BASE}serve/p.html"
+
+
+def test_training_needs_to_know_whose_tags_they_are(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    data = tmp_path / "qa.json"
+    data.write_text('[{"question": "q", "source": "https://d.example/a/b.html"}]')
+    result = CliRunner().invoke(app, ["train", "reranker", "--data", str(data), "--output", str(tmp_path / "r.zip")])
+    assert result.exit_code == 2 and "--base-url" in result.output
+
 
 async def test_a_cross_encoder_orders_hits_by_its_own_scores(tmp_path):
     """A BERT with an untrained head stands in for a cross-encoder: the order must follow its scores."""
