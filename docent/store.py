@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
@@ -363,6 +364,11 @@ class IndexStore:
         return None if row is None else (row["revision"], row["checksum"], row["payload"])
 
 
+def _shown(value: object) -> str:
+    """A setting's value as a user wrote it: 'tokens', not <ChunkUnit.TOKENS: 'tokens'>."""
+    return repr(value.value if isinstance(value, Enum) else value)
+
+
 def _incomplete(revision: int, lexical_revision: int | None, has_hnsw: bool) -> str | None:
     """Why an index is not ready to search, judged by what every finished ingest builds last."""
     if lexical_revision is None or not has_hnsw:
@@ -418,7 +424,7 @@ def _check_compatible(existing: IndexConfig, asked: IndexConfig) -> None:
             f"{asked.embedding_model!r} makes {asked.embedding_dim}-dimensional ones: {way_out}"
         )
     differences = [
-        f"{key} {getattr(existing, key)!r} (asked {getattr(asked, key)!r})"
+        f"{key} {_shown(getattr(existing, key))} (asked {_shown(getattr(asked, key))})"
         for key in ("embedding_model", "chunk_size", "chunk_overlap", "chunk_unit", "include_titles", "url_style")
         if getattr(existing, key) != getattr(asked, key)
     ]
