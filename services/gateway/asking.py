@@ -146,14 +146,15 @@ class Asking:
 
     def _failure(self, exc: BaseException, expired: bool) -> DocentError:
         """A failure as the client sees it; a request past its deadline (a replica waited for, most often) is a 503."""
-        if expired and isinstance(exc, TimeoutError):
-            return ServiceError(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"no answer within serving.request_timeout_s ({self.timeout_s:g} s): a part of the service may be "
-                "restarting; try again shortly",
-                self.retry_after,
-            )
-        return classify(exc, self.retry_after)
+        return self._too_late() if expired and isinstance(exc, TimeoutError) else classify(exc, self.retry_after)
+
+    def _too_late(self) -> ServiceError:
+        return ServiceError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"no answer within serving.request_timeout_s ({self.timeout_s:g} s): a part of the service may be "
+            "restarting; try again shortly",
+            self.retry_after,
+        )
 
     async def _condensed(self, body: QueryRequest) -> Condensed:
         """The question as it will be searched for, read with its conversation's earlier turns."""
@@ -208,8 +209,7 @@ class Asking:
                 yield happenings
         except Exception as exc:  # noqa: BLE001 - the stream has begun: the client hears of it in the stream
             self.metrics.errors.labels("/stream", "midstream").inc()
-            expired = isinstance(exc, _FirstWordsLate)
-            yield [Failed(self._failure(TimeoutError() if expired else exc, expired))]
+            yield [Failed(self._too_late() if isinstance(exc, _FirstWordsLate) else classify(exc, self.retry_after))]
 
     async def _answered(self, answer: Answer, condensed: Condensed) -> None:
         if not answer.cached:
