@@ -121,7 +121,7 @@ def forget_embedded(pgdata: Path) -> None:
             pid = int(lock.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if _dead(pid):
+        if process_gone(pid):
             lock.unlink(missing_ok=True)
 
 
@@ -145,7 +145,7 @@ def embedded_status(pgdata: Path) -> EmbeddedStatus:
         pid, port, socket_dir = int(lines[0]), int(lines[3]), lines[4] or None
     except (OSError, ValueError, IndexError):
         return EmbeddedStatus(pgdata, initialised, None, None, None)
-    if _dead(pid):
+    if process_gone(pid):
         return EmbeddedStatus(pgdata, initialised, None, None, None)
     return EmbeddedStatus(pgdata, initialised, pid, socket_dir, port)
 
@@ -169,7 +169,7 @@ def stop_embedded(pgdata: Path) -> bool:
     return True
 
 
-def _dead(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
     """No such process, or a zombie."""
     try:
         os.kill(pid, 0)

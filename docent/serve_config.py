@@ -116,10 +116,6 @@ def _served_url(data_dir: Path) -> str | None:
         pid, url = int(record["pid"]), str(record["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None  # that server has gone (killed before it could remove its note)
-    except PermissionError:
-        pass  # alive, another user's
-    return url
+    from docent.db import process_gone
+
+    return None if process_gone(pid) else url  # gone: killed before it could remove its note

@@ -13,13 +13,17 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
+from services.gateway.widget import static_file
+
 ASSETS_PATH = "/docs-assets"
-_MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png"}
+_MEDIA_TYPES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8", "redoc.standalone.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8", "favicon.png": "image/png",
+}
 _CACHE_CONTROL = "public, max-age=86400"  # versioned with the package: a day is safe
 _ASSETS = {
-    f.name: f.read_bytes()
-    for f in (resources.files("fastapi_offline") / "static").iterdir()
-    if f.name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+    name: static_file((resources.files("fastapi_offline") / "static" / name).read_bytes(), media_type, _CACHE_CONTROL)
+    for name, media_type in _MEDIA_TYPES.items()
 }
 
 router = APIRouter(include_in_schema=False)
@@ -50,9 +54,7 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 @router.get(ASSETS_PATH + "/{name}")
-async def asset(name: str) -> Response:
-    body = _ASSETS.get(name)
-    if body is None:
+async def asset(name: str, request: Request) -> Response:
+    if name not in _ASSETS:
         raise HTTPException(404, f"no such file: {name}")
-    media_type = _MEDIA_TYPES[name[name.rfind("."):]]
-    return Response(body, media_type=media_type, headers={"Cache-Control": _CACHE_CONTROL, "X-Content-Type-Options": "nosniff"})
+    return _ASSETS[name].response(request)

@@ -61,11 +61,15 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-def load_static(name: str, media_type: str, cache_control: str, **headers: str) -> StaticFile:
-    body = (resources.files(STATIC_PACKAGE) / STATIC_DIR / name).read_bytes()
+def static_file(body: bytes, media_type: str, cache_control: str, **headers: str) -> StaticFile:
+    """A file served with an ETag of its content; `headers` are extra ones (Content_Type → Content-Type)."""
     etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
     extra = tuple((key.replace("_", "-"), value) for key, value in headers.items())
     return StaticFile(body, media_type, cache_control, etag, extra)
+
+
+def load_static(name: str, media_type: str, cache_control: str, **headers: str) -> StaticFile:
+    return static_file((resources.files(STATIC_PACKAGE) / STATIC_DIR / name).read_bytes(), media_type, cache_control, **headers)
 
 
 PAGE = load_static(
