@@ -1,4 +1,4 @@
-"""`docent ingest | indexes | drop-index | search`: build an index from docs, look after it, search it."""
+"""`docent ingest | reembed | indexes | drop-index | search`: build an index from docs, look after it, search it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from docent.types import ChunkUnit, RetrievalMode, Strategy, UrlStyle
 class _RichProgress:
     """One bar per ingest stage; a stage is complete when the next one starts."""
 
-    _labels: ClassVar[dict[str, str]] = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index"}
+    _labels: ClassVar[dict[str, str]] = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index", "embed": "Embedding the chunks again"}
 
     def __init__(self, progress: Progress):
         self.progress, self.tasks = progress, {}
@@ -115,6 +115,31 @@ def _print_ingest_summary(report) -> None:
         console.print(f"[yellow]skipped[/] {uri}: {reason}", highlight=False)
     if len(report.skipped) > shown:
         console.print(f"… and {len(report.skipped) - shown} more skipped files")
+
+
+def reembed(
+    source: Annotated[str, typer.Argument(help="existing index whose chunks are embedded again")],
+    index: Annotated[str, typer.Option(help="name of the new index (an index holds one model's vectors)")],
+    embedding_model: Annotated[str | None, typer.Option(help="sentence-transformers name or path (default: embedding.model)")] = None,
+) -> None:
+    """Build a new index with another embedding model from an existing index's chunks, without reading the docs again.
+
+    Chunks, sources and content hashes are copied as they are, so a later `docent ingest` into the new index skips unchanged files.
+    """
+    from ingest.reembed import run_reembed
+
+    with clear_errors():
+        settings = cli_settings(index=index, embedding={"model": embedding_model})
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=errors, transient=False) as bar:
+            progress = _RichProgress(bar)
+            report = run_reembed(source, settings, progress)
+            progress.finish()
+    console.print(
+        f"index {report.index}: {report.chunks} chunks of {report.documents} documents from {report.source_index}, "
+        f"embedded with {report.model} in {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s)",
+        highlight=False,
+    )
 
 
 def indexes(as_json: Annotated[bool, typer.Option("--json", help="one JSON object for scripts")] = False) -> None:

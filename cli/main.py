@@ -47,6 +47,7 @@ def main(
 
 
 app.command()(indexes.ingest)
+app.command()(indexes.reembed)
 app.command()(indexes.indexes)
 app.command("drop-index")(indexes.drop_index)
 app.command()(indexes.search)

@@ -28,12 +28,12 @@ from docent.types import (
     AnchorStyle,
     ChunkUnit,
     CondenserKind,
+    EmbeddingBackend,
     EmbeddingProvider,
     ExtractiveEmbedding,
     Fusion,
     LexicalBackend,
     ModelKind,
-    QueryBackend,
     RedisFailure,
     RetrievalMode,
     SlackMode,
@@ -59,10 +59,14 @@ class EmbeddingSettings(BaseModel):
     device: str | None = Field(None, description="torch device; default: cuda when present, else cpu")
     max_seq_length: int | None = Field(None, ge=1, description="override the model's token limit")
     query_prefix: str = Field("", description="prepended to queries (e.g. 'query: ' for e5/bge models)")
-    query_backend: QueryBackend = Field(
-        QueryBackend.ONNX_INT8, description="how the query service embeds questions: PyTorch, an ONNX export (same vectors, "
+    query_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.ONNX_INT8, description="how the query service embeds questions: PyTorch, an ONNX export (same vectors, "
         "~2x faster on a CPU; exported once under data_dir) or its int8 quantisation (~3x faster; vectors drift "
         "slightly, retrieval_score on the Ray eval set unchanged)"
+    )
+    ingest_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.ONNX_INT8, description="how ingest embeds chunks on a CPU: the same choices as query_backend, "
+        "the same exported file (with a GPU, PyTorch on CUDA always)"
     )
 
 
@@ -482,6 +486,11 @@ class Settings(BaseSettings):
     def model_artifact(self, kind: ModelKind) -> Path:
         configured = self.rerank.artifact if kind == ModelKind.RERANKER else self.router.artifact
         return (configured or self.data_dir / "models" / f"{kind}.zip").expanduser()
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where ONNX exports of embedding models are kept, one folder per model (queries and ingest share it)."""
+        return self.data_dir / "models" / "onnx"
 
     @property
     def index_name(self) -> str:

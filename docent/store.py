@@ -257,6 +257,16 @@ class IndexStore:
         rows = await self.conn.fetch(f"{_select_chunks(index)} ORDER BY c.id")
         return [r["id"] for r in rows], [_chunk(r) for r in rows]
 
+    async def stored_documents(self, index: IndexRecord) -> list[DocumentChunks]:
+        """Every document of the index with its chunks in order (vectors left out), as an ingest wrote them."""
+        chunks: dict[str, list[Chunk]] = {}
+        for row in await self.conn.fetch(f"{_select_chunks(index)} ORDER BY d.uri, c.ordinal"):
+            chunks.setdefault(row["uri"], []).append(_chunk(row))
+        return [
+            DocumentChunks(uri, stored.content_hash, chunks.get(uri, []), stored.skip_reason)
+            for uri, stored in sorted((await self.documents(index)).items())
+        ]
+
     async def chunks_by_id(self, index: IndexRecord, ids: Sequence[int]) -> dict[int, Chunk]:
         rows = await self.conn.fetch(f"{_select_chunks(index)} WHERE c.id = ANY($1::bigint[])", list(ids))
         return {r["id"]: _chunk(r) for r in rows}
@@ -398,8 +408,8 @@ def _chunk_table_ddl(index_id: int, dim: int) -> str:
 
 def _select_chunks(index: IndexRecord) -> str:
     return (
-        "SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count"
-        f" FROM {index.table} c JOIN documents d ON d.id = c.document_id"
+        "SELECT c.id, d.uri, c.ordinal, c.text, c.source, c.section_title, c.page_title, c.token_count,"
+        f" c.section_offset FROM {index.table} c JOIN documents d ON d.id = c.document_id"
     )
 
 
@@ -412,6 +422,7 @@ def _chunk(row: asyncpg.Record) -> Chunk:
         section_title=row["section_title"],
         page_title=row["page_title"],
         token_count=row["token_count"],
+        section_offset=row["section_offset"],
     )
 
 

@@ -58,7 +58,7 @@ class EmbeddingProvider(StrEnum):
     OPENAI = "openai"
 
 
-class QueryBackend(StrEnum):
+class EmbeddingBackend(StrEnum):
     TORCH = "torch"
     ONNX = "onnx"
     ONNX_INT8 = "onnx-int8"

@@ -23,10 +23,11 @@ from ray.exceptions import RayError
 
 from docent.db import CONNECTION_ERRORS, DatabaseUnavailable, connect
 from docent.embedding.model import check_model_available, load_embedder, resolve_model_path
+from docent.embedding.onnx import load_backend_embedder
 from docent.errors import IngestError, SourceError
 from docent.lexical import LexicalIndex, payload_checksum
 from docent.ray_runtime import ensure_ray
-from docent.settings import Settings
+from docent.settings import EmbeddingSettings, Settings
 from docent.store import DocumentChunks, IndexRecord, IndexStore
 from docent.types import Chunk, ChunkUnit, IndexConfig, LexicalBackend
 from docent.uris import is_remote
@@ -119,7 +120,7 @@ async def ingest(
             if todo:
                 index = await _index_documents(todo, source, store, index, settings, base_url, report, progress)
             if index:
-                await _finish_index(store, index, settings, report, progress)
+                await finish_index(store, index, settings, report, progress)
     finally:
         await conn.close()
     if todo or report.files_removed:
@@ -281,7 +282,7 @@ def _chunk(row: dict[str, Any]) -> Chunk:
     )
 
 
-async def _finish_index(
+async def finish_index(
     store: IndexStore, index: IndexRecord, settings: Settings, report: IngestReport, progress: IngestProgress
 ) -> None:
     """HNSW after the bulk load; BM25 rebuilt whenever the chunks changed since it was built."""
@@ -322,6 +323,7 @@ def _embedded_batches(
         EmbedChunks,
         fn_constructor_kwargs={
             "settings": settings.embedding,
+            "onnx_dir": settings.onnx_dir,
             "threads": settings.ingest.embed_threads,
             "actors": settings.ingest.embed_actors,
         },
@@ -342,12 +344,13 @@ def _rows(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 class EmbedChunks:
     """Ray Data actor: embeds a block of chunk rows (skipped-file rows pass through)."""
 
-    def __init__(self, settings, threads: int | None, actors: int):
+    def __init__(self, settings: EmbeddingSettings, onnx_dir: Path, threads: int | None, actors: int):
         import torch
 
         # Ray caps an actor's threads at its one logical CPU; the model is the bottleneck, give it the cores.
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // actors))
-        self.embedder = load_embedder(settings)
+        threads = threads or max(1, (os.cpu_count() or 1) // actors)
+        torch.set_num_threads(threads)
+        self.embedder = load_backend_embedder(settings, settings.ingest_backend, onnx_dir, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = batch["n_chunks"] > 0

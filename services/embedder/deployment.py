@@ -22,7 +22,7 @@ class EmbedderDeployment:
     def __init__(self, settings: Settings):
         send_logs_to_serve(settings.serving.log_flush_s)  # docent's log lines join the replica's JSON log
         serving = settings.serving
-        self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size, settings.data_dir / "models" / "onnx")
+        self.queries = QueryEmbedder(settings.embedding, serving.query_cache_size, settings.onnx_dir)
         self.queries.warm_up()
         self.batch_sizes: list[int] = []  # of recent batches: shows whether concurrent queries share passes
         self.embed.set_max_batch_size(serving.embed_max_batch_size)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from docent.embedding.model import Embedder, SentenceTransformerEmbedder, load_embedder
+from docent.embedding.model import Embedder
 from docent.settings import EmbeddingSettings
-from docent.types import QueryBackend
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +34,9 @@ class QueryEmbedder:
         return self.models[name]
 
     def _load(self, name: str) -> Embedder:
-        model = load_embedder(self.settings.model_copy(update={"model": name}))
-        backend = self.settings.query_backend
-        if backend == QueryBackend.TORCH or not isinstance(model, SentenceTransformerEmbedder):
-            return model
-        from docent.embedding.onnx import OnnxEmbedder
+        from docent.embedding.onnx import load_backend_embedder
 
-        try:
-            return OnnxEmbedder(model, self.onnx_dir, quantized=backend == QueryBackend.ONNX_INT8)
-        except Exception as exc:  # noqa: BLE001 - any export failure leaves the PyTorch model, which works
-            log.warning("embedding queries with PyTorch: %s does not run as ONNX (%s)", name, exc)
-            return model
+        return load_backend_embedder(self.settings.model_copy(update={"model": name}), self.settings.query_backend, self.onnx_dir)
 
     def warm_up(self) -> None:
         """Load the default model and run one pass, so the first user does not wait for either."""

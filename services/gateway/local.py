@@ -19,7 +19,7 @@ from services.router.service import RouterService
 async def open_local_pipeline(settings: Settings, wait_ready: bool = True) -> QueryPipeline:
     """Every stage as a plain object; with `wait_ready`, returns once the default index is loaded."""
     configure_tracing(settings.serving.otlp_traces_endpoint)
-    embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size, settings.data_dir / "models" / "onnx")
+    embedder = QueryEmbedder(settings.embedding, settings.serving.query_cache_size, settings.onnx_dir)
     embedder.warm_up()
 
     retriever = RetrieverService(settings, embedder.embed_query)

@@ -11,7 +11,7 @@ from docent.client import parse_sse
 from docent.embedding.model import StaticTokenEmbedder, load_embedder
 from docent.routing import RouteDecision
 from docent.settings import EmbeddingSettings
-from docent.types import QueryRequest, UnknownLLM
+from docent.types import EmbeddingBackend, QueryRequest, UnknownLLM
 from services.embedder.queries import QueryEmbedder
 from services.gateway.app import sse
 from services.router.router import choose_llm
@@ -98,6 +98,25 @@ def test_onnx_query_vectors_equal_pytorch_ones_and_int8_ones_stay_close(minilm, 
     assert list(tmp_path.rglob("model.onnx"))
     quantized = OnnxEmbedder(minilm, tmp_path, quantized=True)
     assert ((quantized.embed(queries) * minilm.embed(queries)).sum(axis=1) > 0.85).all()
+
+
+def test_onnx_embeds_many_texts_in_length_sorted_batches_and_keeps_their_order(minilm, tmp_path):
+    from docent.embedding.onnx import OnnxEmbedder
+
+    texts = [("word " * n).strip() + f" {n}" for n in (3, 90, 1, 40, 7, 300, 12, 2)]
+    exact = OnnxEmbedder(minilm, tmp_path, quantized=False)
+    exact.batch_size = 3  # three batches, each padded to its own longest text
+    assert np.abs(exact.embed(texts) - minilm.embed(texts)).max() < 1e-4
+    assert exact.embed([]).shape == (0, minilm.dimension)
+
+
+def test_a_gpu_keeps_pytorch_whatever_the_backend(monkeypatch, tmp_path):
+    from docent.embedding import onnx
+    from docent.embedding.model import SentenceTransformerEmbedder
+
+    monkeypatch.setattr(onnx, "default_device", lambda: "cuda")
+    embedder = onnx.load_backend_embedder(EmbeddingSettings(), EmbeddingBackend.ONNX_INT8, tmp_path)
+    assert isinstance(embedder, SentenceTransformerEmbedder) and not list(tmp_path.iterdir())
 
 
 def test_the_query_embedder_uses_int8_onnx_by_default_and_pytorch_when_asked(tmp_path):
