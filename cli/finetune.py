@@ -55,6 +55,10 @@ def embeddings(
     distractors: Annotated[
         int, typer.Option(min=0, help="other sections of the index added to the evaluator's corpus")
     ] = 500,
+    skip_held_out: Annotated[
+        bool, typer.Option("--skip-held-out", help="leave out the held-out tenth of the questions, on which retrieval "
+                           "settings are chosen (as bench/retrieval.py scores them)")
+    ] = False,
     embedding_model: Annotated[
         str | None, typer.Option(help="model to start from (default: embedding.model)")
     ] = None,
@@ -87,7 +91,8 @@ def embeddings(
         check_out_dir(out, overwrite)  # before minutes of work
         try:
             bar("reading the pairs and their sections", None, None)
-            training = asyncio.run(load_training_pairs(settings, data, settings.index_name, sample, distractors))
+            training = asyncio.run(load_training_pairs(settings, data, settings.index_name, sample, distractors,
+                                                        skip_held_out))
             result = finetune_embeddings(settings, training, out, mode, add_vocab, overwrite, progress=bar)
         except KeyboardInterrupt:
             raise fail(f"interrupted; nothing was written to {out}", INTERRUPTED) from None
@@ -104,6 +109,8 @@ def _print_summary(result) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("pairs in the file", str(result.rows))
+    if result.held_out:
+        table.add_row("left out (the held-out tenth)", f"{result.held_out}")
     table.add_row("dropped (source not in the index)", f"{result.dropped}")
     table.add_row("pairs used: train / validation", f"{result.train_pairs} / {result.validation_pairs}")
     table.add_row("validation sections / evaluator corpus", f"{result.validation_sections} / {result.validation_corpus}")

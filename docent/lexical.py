@@ -29,6 +29,8 @@ from docent.settings import LexicalSettings
 from docent.types import LexicalBackend
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+# `map_batches`, `ray.data.Dataset`, `num_gpus`: a compound names one thing, unlike its parts.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._][A-Za-z0-9]+)+")
 _CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -57,6 +59,8 @@ def tokenize(text: str, settings: LexicalSettings) -> list[str]:
         tokens.append(word.lower())
         if len(parts) > 1:
             tokens.extend(part.lower() for part in parts)
+    if settings.identifiers:
+        tokens.extend(match.lower() for match in _IDENTIFIER.findall(text))
     if settings.stopwords:
         stop = _stopwords()
         tokens = [t for t in tokens if t not in stop]

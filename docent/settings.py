@@ -145,6 +145,9 @@ class LexicalSettings(BaseModel):
     b: float = Field(0.75, ge=0, le=1)
     stemming: bool = Field(True, description="Snowball English stemming of tokens")
     stopwords: bool = Field(True, description="drop English stop words")
+    identifiers: bool = Field(
+        False, description="also index `map_batches`, `ray.data.Dataset` whole, beside their parts"
+    )
 
 
 class RetrievalSettings(BaseModel):

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docent.datasets import EvalSetError, read_json_rows
+from docent.datasets import EvalSetError, held_out, read_json_rows
 from docent.errors import UsageError
 from docent.sections import StoredSection
 from docent.settings import FinetuneSettings, Settings
@@ -72,6 +72,7 @@ class TrainingPairs:
     dropped_sources: int  # distinct such sources
     index: str
     distractors: list[str] = field(default_factory=list)  # texts of sections no row names: evaluator corpus only
+    held_out: int = 0  # rows left out as the held-out tenth (before `rows` was counted)
 
     @property
     def usable(self) -> int:
@@ -106,6 +107,7 @@ class FinetuneResult:
     metrics_with_new_words: dict[str, float]  # with --add-vocab: after adding the words, before training
     metrics_after: dict[str, float]
     metrics_per_epoch: list[dict[str, float]] = field(default_factory=list)
+    held_out: int = 0  # pairs left out as the held-out tenth
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,8 +178,13 @@ async def load_training_pairs(
     index_name: str | None = None,
     sample: int | None = None,
     distractors: int | None = None,
+    skip_held_out: bool = False,
 ) -> TrainingPairs:
     """The data file's pairs with their section texts from the index; a seeded sample of them when asked.
+
+    With `skip_held_out`, the held-out tenth of the questions (`docent.datasets.held_out`)
+    is left out, so that retrieval with the fine-tuned model can be scored on questions
+    (and sections) it never saw.
 
     `distractors` other sections of the index (default DISTRACTORS) join the validation
     sections in the evaluator's corpus, so that a small sample does not make retrieval
@@ -186,6 +193,10 @@ async def load_training_pairs(
     index_name = index_name or settings.index_name
     seed = settings.finetune.seed
     rows = load_pairs_file(data)
+    kept_out = 0
+    if skip_held_out:
+        kept = [(q, s) for q, s in rows if not held_out(q)]
+        kept_out, rows = len(rows) - len(kept), kept
     if sample is not None and sample < 2:
         raise FinetuneError(f"--sample {sample}: at least 2 pairs are needed")
     extra = DISTRACTORS if distractors is None else distractors
@@ -202,7 +213,7 @@ async def load_training_pairs(
     if sample is not None and sample < len(pairs):
         pairs = random.Random(seed).sample(pairs, sample)
     dropped = sum(1 for _, source in rows if source not in texts)
-    return TrainingPairs(pairs, len(rows), dropped, len(missing), index_name, list(others.values()))
+    return TrainingPairs(pairs, len(rows), dropped, len(missing), index_name, list(others.values()), kept_out)
 
 
 def split_pairs(
@@ -477,7 +488,7 @@ def finetune_embeddings(
             total_parameters=total, epochs=options.epochs, steps=int(output.global_step), batch_size=options.batch_size,
             learning_rate=options.learning_rate, seconds=round(seconds, 1), total_seconds=0.0,
             metrics_before=before, metrics_with_new_words=with_new_words, metrics_after=after,
-            metrics_per_epoch=epochs_seen,
+            metrics_per_epoch=epochs_seen, held_out=training.held_out,
         )
         _save(model, result, out, started)
     return result

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from docent.datasets import held_out
 from docent.db import connect
 from docent.embedding.model import load_embedder, resolve_model_path
 from docent.settings import EmbeddingSettings, Settings
@@ -88,6 +89,11 @@ def test_pairs_get_their_section_text_and_unknown_sources_are_dropped(orbit):
     sample = asyncio.run(load_training_pairs(settings, work / "golden.jsonl", sample=6))
     assert len(sample.pairs) == 6
     assert sample.pairs == asyncio.run(load_training_pairs(settings, work / "golden.jsonl", sample=6)).pairs  # seeded
+
+    kept = asyncio.run(load_training_pairs(settings, work / "golden.jsonl", skip_held_out=True))
+    held = [p for p in training.pairs if held_out(p.question)]
+    assert held and kept.held_out == len(held)  # the missing source's question is not in the held-out tenth
+    assert kept.pairs == [p for p in training.pairs if not held_out(p.question)]
 
     train, validation = split_pairs(training.pairs, 0.25, seed=7)
     assert {p.source for p in train}.isdisjoint({p.source for p in validation})  # whole sections held out
