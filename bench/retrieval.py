@@ -147,7 +147,7 @@ def _is_shipped_index(config, shipped: Settings) -> bool:
         chunking.chunk_size, chunking.chunk_overlap, chunking.unit, chunking.include_titles, shipped.embedding.model)
 
 
-async def _score(settings: Settings, shipped: Settings, sweep: bool, sets, pages: set[str]) -> list[dict]:
+async def score_index(settings: Settings, shipped: Settings, sweep: bool, sets, pages: set[str]) -> list[dict]:
     local = await LocalSearch.open(settings)
     is_shipped = _is_shipped_index(local.index.config, shipped)
     variants = VARIANTS + (SWEEP if sweep and is_shipped else [])
@@ -240,7 +240,7 @@ def main() -> None:
             print(f"building index {settings.index_name} from {args.corpus} …", flush=True)
             run_ingest(require_path(args.corpus, "corpus"), settings, base_url=args.base_url)
             pages = asyncio.run(index_pages(settings))
-        results.extend(asyncio.run(_score(settings, shipped, args.sweep, sets, pages)))
+        results.extend(asyncio.run(score_index(settings, shipped, args.sweep, sets, pages)))
 
     print(", ".join(f"{name}: {len(questions)} questions" for name, questions in sets.items()))
     _print(results, sets)

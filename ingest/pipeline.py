@@ -23,7 +23,7 @@ from ray.exceptions import RayError
 
 from docent.db import CONNECTION_ERRORS, DatabaseUnavailable, connect
 from docent.embedding.model import check_model_available, load_embedder, resolve_model_path
-from docent.embedding.onnx import load_backend_embedder
+from docent.embedding.onnx import ingest_backend, load_backend_embedder
 from docent.errors import IngestError, SourceError
 from docent.lexical import LexicalIndex, payload_checksum
 from docent.ray_runtime import ensure_ray
@@ -350,7 +350,7 @@ class EmbedChunks:
         # Ray caps an actor's threads at its one logical CPU; the model is the bottleneck, give it the cores.
         threads = threads or max(1, (os.cpu_count() or 1) // actors)
         torch.set_num_threads(threads)
-        self.embedder = load_backend_embedder(settings, settings.ingest_backend, onnx_dir, threads)
+        self.embedder = load_backend_embedder(settings, ingest_backend(settings), onnx_dir, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = batch["n_chunks"] > 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from docent.db import connect
 from docent.embedding.model import check_model_available
-from docent.embedding.onnx import load_backend_embedder
+from docent.embedding.onnx import ingest_backend, load_backend_embedder
 from docent.errors import UsageError
 from docent.settings import Settings
 from docent.store import DocumentChunks, IndexStore
@@ -65,7 +65,7 @@ async def reembed(source_index: str, settings: Settings, progress: IngestProgres
                     f"(`docent drop-index {settings.index_name}`)"
                 )
             documents = await store.stored_documents(source)
-            embedder = load_backend_embedder(settings.embedding, settings.embedding.ingest_backend, settings.onnx_dir)
+            embedder = load_backend_embedder(settings.embedding, ingest_backend(settings.embedding), settings.onnx_dir)
             config = source.config.model_copy(
                 update={"name": settings.index_name, "embedding_model": settings.embedding.model,
                         "embedding_dim": embedder.dimension}

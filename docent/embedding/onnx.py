@@ -33,15 +33,21 @@ class OnnxUnsupported(DocentError, RuntimeError):
     pass
 
 
+def ingest_backend(settings: EmbeddingSettings) -> EmbeddingBackend:
+    """How documents are embedded: `ingest_backend` on a CPU; PyTorch where a GPU would otherwise sit idle
+    (the ONNX Runtime build here is CPU-only, and batches of documents are what a GPU is for)."""
+    if (settings.device or default_device()).startswith("cuda"):
+        return EmbeddingBackend.TORCH
+    return settings.ingest_backend
+
+
 def load_backend_embedder(
     settings: EmbeddingSettings, backend: EmbeddingBackend, cache_dir: Path, threads: int | None = None
 ) -> Embedder:
-    """The settings' model run by `backend`; PyTorch where ONNX cannot run it or a GPU is there to use."""
+    """The settings' model run by `backend`; PyTorch where ONNX cannot run it."""
     model = load_embedder(settings)
     if backend == EmbeddingBackend.TORCH or not isinstance(model, SentenceTransformerEmbedder):
         return model
-    if (settings.device or default_device()).startswith("cuda"):
-        return model  # the CPU-only ONNX build would leave the GPU idle
     try:
         return OnnxEmbedder(model, cache_dir, quantized=backend == EmbeddingBackend.ONNX_INT8, threads=threads)
     except Exception as exc:  # noqa: BLE001 - any export failure leaves the PyTorch model, which works

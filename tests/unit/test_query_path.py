@@ -110,13 +110,13 @@ def test_onnx_embeds_many_texts_in_length_sorted_batches_and_keeps_their_order(m
     assert exact.embed([]).shape == (0, minilm.dimension)
 
 
-def test_a_gpu_keeps_pytorch_whatever_the_backend(monkeypatch, tmp_path):
+def test_ingest_embeds_on_a_gpu_with_pytorch_whatever_the_backend(monkeypatch):
     from docent.embedding import onnx
-    from docent.embedding.model import SentenceTransformerEmbedder
 
+    assert onnx.ingest_backend(EmbeddingSettings()) == EmbeddingBackend.ONNX_INT8
+    assert onnx.ingest_backend(EmbeddingSettings(device="cuda:0")) == EmbeddingBackend.TORCH
     monkeypatch.setattr(onnx, "default_device", lambda: "cuda")
-    embedder = onnx.load_backend_embedder(EmbeddingSettings(), EmbeddingBackend.ONNX_INT8, tmp_path)
-    assert isinstance(embedder, SentenceTransformerEmbedder) and not list(tmp_path.iterdir())
+    assert onnx.ingest_backend(EmbeddingSettings(ingest_backend="onnx")) == EmbeddingBackend.TORCH
 
 
 def test_the_query_embedder_uses_int8_onnx_by_default_and_pytorch_when_asked(tmp_path):
