@@ -25,7 +25,7 @@ from docent.types import ChunkUnit, RetrievalMode, Strategy, UrlStyle
 class _RichProgress:
     """One bar per ingest stage; a stage is complete when the next one starts."""
 
-    _labels: ClassVar[dict[str, str]] = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index", "embed": "Embedding the chunks again"}
+    _labels: ClassVar[dict[str, str]] = {"download": "Syncing from object storage", "scan": "Scanning files", "index": "Parsing, embedding, writing", "bm25": "Building BM25 index", "embed": "Embedding the chunks again", "crawl": "Crawling the site"}
 
     def __init__(self, progress: Progress):
         self.progress, self.tasks = progress, {}
@@ -44,7 +44,7 @@ class _RichProgress:
 
 
 def ingest(
-    path: Annotated[str, typer.Argument(help="docs folder, one file, or s3://bucket/prefix to index")],
+    path: Annotated[str, typer.Argument(help="docs folder, one file, s3://bucket/prefix, or a docs site's https://…/ to index")],
     base_url: Annotated[
         str | None, typer.Option(help="public URL of PATH: a file's source is its page under URL (see --url-style) + #anchor")
     ] = None,
@@ -66,6 +66,7 @@ def ingest(
     """Index a docs tree: only new and changed files are processed.
 
     An s3://bucket/prefix source is mirrored under the data dir first (changed objects only; endpoint: ingest.s3_endpoint_url or AWS_ENDPOINT_URL).
+    A site (http(s)://…/) is crawled into such a mirror: its sitemap, else its links under the URL; robots.txt obeyed; unchanged pages not downloaded again (settings: crawl.*).
     """
     from ingest.pipeline import IngestReport, run_ingest
 
@@ -88,6 +89,15 @@ def _print_ingest_summary(report) -> None:
     table = Table(title=f"ingest → index {report.index}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
+    if report.crawl is not None:
+        crawled = report.crawl
+        table.add_row("site pages (" + ("sitemap" if crawled.via_sitemap else "links followed") + ")", str(crawled.pages))
+        table.add_row("  downloaded / unchanged / gone", f"{crawled.downloaded} / {crawled.unchanged} / {crawled.removed}")
+        if crawled.failed or crawled.disallowed:
+            table.add_row("  failed / disallowed by robots.txt", f"{len(crawled.failed)} / {crawled.disallowed}")
+        if crawled.truncated:
+            table.add_row("  cut at crawl.max_pages", "yes (nothing removed)")
+        table.add_row("  pages per second", f"{crawled.pages_per_second:.1f}")
     table.add_row("files read", str(report.files_read))
     unchanged = f"{report.files_unchanged}" + (f" ({report.unchanged_skipped} still unreadable)" if report.unchanged_skipped else "")
     table.add_row("files unchanged", unchanged)
@@ -111,6 +121,9 @@ def _print_ingest_summary(report) -> None:
     if report.files_missing:
         console.print(f"{report.files_missing} indexed file(s) no longer exist under the path: add --prune to remove them")
     shown = 20
+    failed = report.crawl.failed if report.crawl is not None else {}
+    for url, reason in sorted(failed.items())[:shown]:
+        console.print(f"[yellow]not read[/] {url}: {reason} (its last copy, if any, is kept)", highlight=False)
     for uri, reason in sorted(report.skipped.items())[:shown]:
         console.print(f"[yellow]skipped[/] {uri}: {reason}", highlight=False)
     if len(report.skipped) > shown:

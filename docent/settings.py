@@ -126,6 +126,22 @@ class IngestSettings(BaseModel):
     )
 
 
+class CrawlSettings(BaseModel):
+    """`docent ingest https://…/`: how a docs site is read, politely."""
+
+    concurrency: int = Field(4, ge=1, description="requests in flight at once (Ray Data fetch tasks)")
+    requests_per_second: float = Field(
+        8.0, gt=0, description="most requests per second to the site, all tasks together (a robots.txt Crawl-delay lowers it)"
+    )
+    retries: int = Field(3, ge=0, description="further tries of a request that failed to connect, or got 429 or 5xx")
+    retry_backoff_s: float = Field(1.0, ge=0, description="wait before the first retry, doubled for each next one")
+    max_retry_after_s: float = Field(60.0, ge=0, description="longest Retry-After honoured; a longer one fails the page")
+    timeout_s: float = Field(20.0, gt=0, description="per request")
+    max_pages: int = Field(5000, ge=1, description="pages read at most; a larger site is cut there (and nothing is pruned)")
+    respect_robots: bool = Field(True, description="obey the site's robots.txt (Disallow, Crawl-delay)")
+    user_agent: str = Field("docent-crawler", description="sent with every request, and matched against robots.txt")
+
+
 class DatabaseSettings(BaseModel):
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(10, ge=1)
@@ -450,6 +466,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     lexical: LexicalSettings = Field(default_factory=LexicalSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)

@@ -31,6 +31,7 @@ from docent.settings import EmbeddingSettings, Settings
 from docent.store import DocumentChunks, IndexRecord, IndexStore
 from docent.types import Chunk, ChunkUnit, IndexConfig, LexicalBackend
 from docent.uris import is_remote
+from ingest.crawl import CrawlReport, crawl, is_web
 from ingest.documents import ParseOptions, chunk_rows
 from ingest.progress import IngestProgress, NoProgress
 from ingest.remote import mirror
@@ -58,6 +59,7 @@ class IngestReport:
     seconds: float = 0.0
     lexical_rebuilt: bool = False
     vector_index_built: bool = False
+    crawl: CrawlReport | None = None  # when a site was read by URL
 
     @property
     def chunks_per_second(self) -> float:
@@ -84,9 +86,17 @@ async def ingest(
 ) -> IngestReport:
     """Index the docs tree at `path`: a folder, a file, or an `s3://bucket/prefix` (mirrored locally first)."""
     started = time.perf_counter()
+    crawled = None
     if is_remote(path):
         # On this (the main) thread: reading the changed objects is a Ray Data job (see _index_documents).
         path = mirror(str(path), settings, progress).root
+    elif is_web(path):
+        crawled = crawl(str(path), settings, progress)
+        path, base_url = crawled.root, base_url or crawled.base_url
+        if "url_style" not in settings.ingest.model_fields_set:  # the site's own, unless asked otherwise
+            settings = settings.model_copy(
+                update={"ingest": settings.ingest.model_copy(update={"url_style": crawled.url_style})}
+            )
     path = Path(path)
     if prune and path.is_file():
         raise SourceError("--prune needs a directory: with a single file every other document would be removed")
@@ -95,6 +105,7 @@ async def ingest(
     source = scan(path, settings.ingest.exclude)
     report = IngestReport(
         index=settings.index_name,
+        crawl=crawled,
         skipped=dict(source.unreadable),
         excluded=source.excluded,
         unsupported=source.unsupported,

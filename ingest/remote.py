@@ -59,7 +59,7 @@ def mirror(uri: str, settings: Settings, progress: IngestProgress | None = None)
         write_copy(root / obj.path.removeprefix(prefix), data, obj.mtime)
         if progress is not None:
             progress.advance("download")
-    removed = _remove_gone(root, set(objects))
+    removed = remove_gone(root, set(objects))
     return MirrorReport(root, len(changed), len(objects) - len(changed), removed)
 
 
@@ -131,7 +131,8 @@ def _read_batch(batch: dict[str, np.ndarray], filesystem) -> dict[str, np.ndarra
     return {"path": batch["path"], "data": np.array(contents, dtype=object), "error": np.array(errors, dtype=object)}
 
 
-def _remove_gone(root: Path, kept: set[str]) -> int:
+def remove_gone(root: Path, kept: set[str]) -> int:
+    """Delete the mirror's files not in `kept` (paths relative to `root`) and the folders left empty."""
     removed = 0
     for path in sorted(root.rglob("*"), reverse=True):
         relative = path.relative_to(root).as_posix()

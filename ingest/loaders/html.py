@@ -17,7 +17,10 @@ from ingest.loaders.base import ReadInclude, normalise
 
 # The page's own content, innermost wrapper first; the rest is theme chrome.
 _MAIN = ("[role=main]", "article", "div.body", "main", "div.document", "body")
-_CHROME = "script, style, nav, header, footer, aside, form, noscript, template, button, a.headerlink"
+_CHROME = (
+    "script, style, nav, header, footer, aside, form, noscript, template, button, a.headerlink, a.hash-link,"
+    " .theme-doc-toc-mobile"
+)
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _LINE_BLOCKS = {"li", "dt", "dd", "tr", "caption", "figcaption", *_HEADINGS}
 _PARAGRAPH_BLOCKS = {
@@ -36,7 +39,10 @@ def parse(
     if main is None:
         return ParsedDocument(title=stem)
     for chrome in main.select(_CHROME):
-        chrome.decompose()
+        if chrome.name == "header" and chrome.find("h1") is not None:
+            chrome.unwrap()  # Docusaurus puts the page's title in a <header> of its own content
+        else:
+            chrome.decompose()
     first_h1 = main.find("h1")
     page_title = (_plain(first_h1) if first_h1 is not None else "") or stem
     walker = _Walker(by_section=main.find(_is_section) is not None)
