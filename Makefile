@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 export DOCENT_DATA_DIR ?= $(CURDIR)/.docent
 
-.PHONY: install system-deps demo lint test bench-ingest bench-retrieval bench-query clean
+.PHONY: install system-deps demo lint test test-multinode bench-ingest bench-retrieval bench-query clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ lint: install
 
 test: install system-deps lint
 	$(BIN)/python -m pytest -q
+
+# A head and a second Ray node on this machine (`ray start`): ingest and Serve across both. Alone: it runs `ray stop`.
+test-multinode: install
+	$(BIN)/python -m pytest -q tests/multinode --override-ini addopts=
 
 bench-ingest: install
 	$(BIN)/python bench/ingest.py

@@ -117,6 +117,8 @@ def _print_ingest_summary(report) -> None:
         table.add_row("search indexes built", " + ".join(rebuilt))
     table.add_row("seconds", f"{report.seconds:.1f}")
     table.add_row("chunks per second", f"{report.chunks_per_second:.1f}")
+    if len(report.embed_nodes) > 1:
+        table.add_row("Ray nodes that embedded", str(len(report.embed_nodes)))
     console.print(table)
     if report.files_missing:
         console.print(f"{report.files_missing} indexed file(s) no longer exist under the path: add --prune to remove them")

@@ -56,7 +56,8 @@ def serve(
     import signal
 
     from docent.db import database_url
-    from docent.ray_runtime import ensure_ray
+    from docent.errors import UsageError
+    from docent.ray_runtime import cluster_hosts, ensure_ray
     from docent.serve_config import apply_serve_environment, deploy, forget_serving, load_serve_config, record_serving
 
     with clear_errors():
@@ -69,6 +70,15 @@ def serve(
         config = load_serve_config(serve_config or default_serve_config(), host, port, app_args)
         apply_serve_environment(settings)
         ensure_ray(settings)
+        hosts = cluster_hosts()
+        if not settings.database_url and len(hosts) > 1:
+            import ray
+
+            ray.shutdown()
+            raise UsageError(
+                f"the Ray cluster spans {len(hosts)} machines ({', '.join(sorted(hosts))}), and the embedded database is "
+                "reachable from this one only: give the replicas a PostgreSQL they can all reach (DATABASE_URL)"
+            )
     # From here SIGTERM stops Serve as Ctrl-C does, during the deploy too: installed after Ray's own
     # handlers (ray.init sets some), or a SIGTERM that comes early aborts the process instead.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

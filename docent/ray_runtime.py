@@ -36,6 +36,13 @@ def ensure_ray(settings: Settings) -> None:
     context.print_on_execution_start = False
 
 
+def cluster_hosts() -> set[str]:
+    """The addresses of the live nodes of the connected cluster: one for nodes that share a machine."""
+    import ray
+
+    return {node["NodeManagerAddress"] for node in ray.nodes() if node.get("Alive")}
+
+
 # What Ray's C++ logger prints on stderr, whatever the level, whenever RAY_BACKEND_LOG_LEVEL is set.
 _LEVEL_NOTICE = "Set ray log level from environment variable"
 

@@ -60,6 +60,7 @@ class IngestReport:
     lexical_rebuilt: bool = False
     vector_index_built: bool = False
     crawl: CrawlReport | None = None  # when a site was read by URL
+    embed_nodes: set[str] = field(default_factory=set)  # Ray nodes whose actors embedded chunks
 
     @property
     def chunks_per_second(self) -> float:
@@ -264,6 +265,7 @@ class _DocumentWriter:
         self.report.files_read += 1
         self.report.sections += int(rows[0]["sections"])
         self.report.chunks_over_limit += sum(bool(r["over_limit"]) for r in rows)
+        self.report.embed_nodes.update(str(r["embed_node"]) for r in rows)
         return 1
 
     async def flush(self) -> None:
@@ -328,8 +330,13 @@ def _embedded_batches(
     num_gpus = settings.ingest.num_gpus
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     files = ray.data.from_items([{"uri": f.uri} for f in todo], override_num_blocks=min(len(todo), 64))
-    chunks = files.flat_map(chunk_rows, fn_kwargs={"options": options})
+    # The files (a folder, or the mirror of a bucket or a site) are on the driver's machine: parse there.
+    # The embedding, the heavy part, spreads over the cluster.
+    on_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    chunks = files.flat_map(chunk_rows, fn_kwargs={"options": options}, scheduling_strategy=on_driver)
     embedded = chunks.map_batches(
         EmbedChunks,
         fn_constructor_kwargs={
@@ -342,6 +349,7 @@ def _embedded_batches(
         batch_format="numpy",
         compute=ActorPoolStrategy(size=settings.ingest.embed_actors),
         num_gpus=num_gpus,
+        scheduling_strategy="SPREAD",  # one actor per node first: a cluster's nodes all embed
     )
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
         yield _rows(batch)
@@ -362,6 +370,9 @@ class EmbedChunks:
         threads = threads or max(1, (os.cpu_count() or 1) // actors)
         torch.set_num_threads(threads)
         self.embedder = load_backend_embedder(settings, ingest_backend(settings), onnx_dir, threads)
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = batch["n_chunks"] > 0
@@ -375,4 +386,5 @@ class EmbedChunks:
         batch["token_count"] = tokens
         limit = self.embedder.max_tokens or np.iinfo(np.int32).max
         batch["over_limit"] = tokens > limit
+        batch["embed_node"] = np.full(len(keep), self.node, dtype=object)  # which Ray node did the work
         return batch
