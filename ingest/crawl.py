@@ -164,7 +164,7 @@ def crawl(url: str, settings: Settings, progress: IngestProgress | None = None) 
         if len(frontier) > room:
             frontier, report.truncated = frontier[:room], True
         links: set[str] = set()
-        for result in _fetch_round(frontier, known, settings, rate):
+        for result in _fetch_round(frontier, known, root, settings, rate):
             seen.add(result["final_url"])
             page = _take(result, prefix, root, known, report)
             if page is not None:
@@ -302,7 +302,7 @@ def _sitemap_tree(client, url: str):
 # ── fetching: a Ray Data job per round ──────────────────────────────────────────────────
 
 
-def _fetch_round(urls: list[str], known: dict[str, _Page], settings: Settings, rate: float) -> Iterator[dict]:
+def _fetch_round(urls: list[str], known: dict[str, _Page], root: Path, settings: Settings, rate: float) -> Iterator[dict]:
     import ray
     from ray.exceptions import RayError
 
@@ -311,8 +311,10 @@ def _fetch_round(urls: list[str], known: dict[str, _Page], settings: Settings, r
     ensure_ray(settings)
     options = settings.crawl
     tasks = max(1, min(options.concurrency, len(urls)))
-    rows = [{"url": u, "etag": (known[u].etag if u in known else "") or "",
-             "last_modified": (known[u].last_modified if u in known else "") or ""} for u in urls]
+    # Validators only for pages whose copy is still there: a 304 must leave a file to ingest.
+    cached = {u: known[u] for u in urls if u in known and (root / known[u].path).is_file()}
+    rows = [{"url": u, "etag": (cached[u].etag if u in cached else "") or "",
+             "last_modified": (cached[u].last_modified if u in cached else "") or ""} for u in urls]
     fetched = ray.data.from_items(rows, override_num_blocks=tasks).map_batches(
         _fetch_batch, fn_kwargs={"options": options.model_dump(), "interval": tasks / rate},
         batch_size=None, batch_format="numpy", concurrency=tasks, num_cpus=0.25,

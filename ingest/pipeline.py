@@ -330,13 +330,11 @@ def _embedded_batches(
     num_gpus = settings.ingest.num_gpus
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     files = ray.data.from_items([{"uri": f.uri} for f in todo], override_num_blocks=min(len(todo), 64))
     # The files (a folder, or the mirror of a bucket or a site) are on the driver's machine: parse there.
     # The embedding, the heavy part, spreads over the cluster.
-    on_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    chunks = files.flat_map(chunk_rows, fn_kwargs={"options": options}, scheduling_strategy=on_driver)
+    on_driver = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
+    chunks = files.flat_map(chunk_rows, fn_kwargs={"options": options}, label_selector=on_driver)
     embedded = chunks.map_batches(
         EmbedChunks,
         fn_constructor_kwargs={
@@ -349,7 +347,6 @@ def _embedded_batches(
         batch_format="numpy",
         compute=ActorPoolStrategy(size=settings.ingest.embed_actors),
         num_gpus=num_gpus,
-        scheduling_strategy="SPREAD",  # one actor per node first: a cluster's nodes all embed
     )
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
         yield _rows(batch)

@@ -9,8 +9,11 @@ module-scoped fixtures from these.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +30,38 @@ from tests.conftest import FIXTURES, require
 
 BASE_URL = "https://orbit.example/docs/"
 READY_WITHIN_S = 90
+
+
+SERVE_READY_TIMEOUT_S = 300
+SERVE_STOP_TIMEOUT_S = 60
+
+
+@contextmanager
+def docent_serving(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`docent serve ARGS` as a process, once it says it serves; stopped with SIGTERM (as Ctrl-C) on the way out.
+
+    Yields the process and the lines it has printed so far (more arrive while it runs)."""
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", *args], cwd=cwd, env=env | {"PYTHONUNBUFFERED": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
+    try:
+        # Deployed: `docent serve` says so once every deployment runs (a stop before that is an interrupted start).
+        deadline = time.monotonic() + SERVE_READY_TIMEOUT_S
+        while not any("docent is serving" in line for line in lines) and server.poll() is None:
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.5)
+        assert server.poll() is None, "".join(lines)
+        yield server, lines
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=SERVE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        reader.join(timeout=10)
 
 
 def free_port() -> int:

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import FIXTURES
-from tests.gateway_fixtures import free_port
+from tests.gateway_fixtures import docent_serving, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +40,7 @@ def test_docent_serve_from_an_empty_directory_becomes_ready_and_answers(tmp_path
     assert ingested.returncode == 0, ingested.stderr
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], cwd=elsewhere,
-                              env=env | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
-    reader.start()
-    try:
-        # Deployed: `docent serve` says so once every deployment runs (a stop before that is an interrupted start).
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not any("docent is serving" in line for line in lines) and server.poll() is None:
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.5)
-        assert server.poll() is None, "".join(lines)
+    with docent_serving(["--port", str(port)], env, cwd=elsewhere) as (server, lines):
         url = f"http://127.0.0.1:{port}"
         ready = httpx.get(f"{url}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
@@ -64,14 +49,6 @@ def test_docent_serve_from_an_empty_directory_becomes_ready_and_answers(tmp_path
         # `docent query` finds this gateway on its own port, with no --url.
         asked = _docent("query", "How do I submit a job?", "--json", cwd=elsewhere, env=env)
         assert asked.returncode == 0 and '"index"' in asked.stdout, asked.stdout + asked.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        reader.join(timeout=10)
     assert server.returncode == 0, "".join(lines)
     assert "stopping" in "".join(lines) and not list(elsewhere.iterdir())  # nothing written where it was started
     assert not (Path(env["DOCENT_DATA_DIR"]) / "serving.json").exists()  # its note of where it served is gone

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import FIXTURES
-from tests.gateway_fixtures import free_port
+from tests.gateway_fixtures import docent_serving, free_port
 
 pytestmark = pytest.mark.multinode
 
@@ -92,26 +89,10 @@ def test_ingest_and_serve_across_two_ray_nodes(cluster, tmp_path, index_name):
     config_file = tmp_path / "serve.yaml"
     config_file.write_text(yaml.safe_dump(serve_config))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--serve-config", str(config_file), "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not any("docent is serving" in line for line in lines) and server.poll() is None:
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.5)
-        assert server.poll() is None, "".join(lines)
+    with docent_serving(["--serve-config", str(config_file), "--port", str(port)], env):
         url = f"http://127.0.0.1:{port}"
         for _ in range(8):  # enough requests that both replicas of each deployment take some
             answer = httpx.post(f"{url}/query", json={"query": "How many times is a failed job retried?"}, timeout=60)
             assert answer.status_code == 200 and answer.json()["sources"], answer.text
         replicas = _replica_nodes(dashboard, env)
         assert len(replicas["embedder"]) == 2 and len(replicas["retriever"]) == 2, replicas
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
