@@ -39,9 +39,26 @@ def load_serve_config(path: Path, host: str | None, port: int | None, app_args: 
         config.http_options.host = host
     if port:
         config.http_options.port = port
+    settings_env = forwarded_environment(os.environ)
     for application in config.applications:
         application.args = {**(application.args or {}), **app_args}
+        runtime_env = dict(application.runtime_env or {})
+        runtime_env["env_vars"] = {**settings_env, **runtime_env.get("env_vars", {})}
+        application.runtime_env = runtime_env
     return config
+
+
+_SECRET_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def forwarded_environment(environ) -> dict[str, str]:
+    """The DOCENT_* settings of this shell, for replicas on other nodes (a raylet has the environment of
+    `ray start`, not this one's). Secrets stay out: a runtime env is readable from Ray's dashboard, so
+    keys and passwords belong in the cluster's own environment."""
+    return {
+        name: value for name, value in environ.items()
+        if name.startswith("DOCENT_") and not name.endswith(_SECRET_SUFFIXES)
+    }
 
 
 def apply_serve_environment(settings) -> None:

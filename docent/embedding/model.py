@@ -98,7 +98,8 @@ class SentenceTransformerEmbedder:
         ).astype(np.float32, copy=False)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        encoded = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        # verbose=False: counting past the model's limit is the point here, not a mistake to warn about.
+        encoded = self.model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
 

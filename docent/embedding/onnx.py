@@ -99,7 +99,7 @@ class OnnxEmbedder:
         return _normalise(((hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)).astype(np.float32))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
 
 def _pooling_mode(model: SentenceTransformerEmbedder) -> str:
@@ -127,7 +127,8 @@ def export(model: SentenceTransformerEmbedder, cache_dir: Path, quantized: bool)
     if quantized and not int8.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        _atomically(int8, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8))
+        with _root_logger_at(logging.ERROR):  # it logs advice ("consider pre-processing") to the root logger
+            _atomically(int8, lambda tmp: quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8))
     return int8 if quantized else fp32
 
 
@@ -169,6 +170,17 @@ def _export_fp32(model: SentenceTransformerEmbedder, target: Path) -> None:
         )
 
     _atomically(target, write)
+
+
+@contextlib.contextmanager
+def _root_logger_at(level: int):
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(max(level, saved))
+    try:
+        yield
+    finally:
+        root.setLevel(saved)
 
 
 def _atomically(target: Path, write) -> None:
