@@ -22,9 +22,7 @@ navigation, headers and footers).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-import os
 import random
 import time
 import urllib.robotparser
@@ -39,6 +37,7 @@ import numpy as np
 from docent.errors import IngestError, SourceError
 from docent.settings import CrawlSettings, Settings
 from docent.types import UrlStyle
+from docent.uris import write_copy
 from ingest.progress import IngestProgress
 from ingest.remote import remove_gone
 
@@ -217,7 +216,7 @@ def _take(result: dict, prefix: str, root: Path, known: dict[str, _Page], report
     if target.is_file() and target.read_bytes() == body:
         report.unchanged += 1
     else:
-        _write(target, body)
+        write_copy(target, body, time.time())
         report.downloaded += 1
     return url, page
 
@@ -435,12 +434,5 @@ def _load_manifest(root: Path) -> dict[str, _Page]:
 
 def _save_manifest(root: Path, pages: dict[str, _Page]) -> None:
     path = root.parent / f"{root.name}.{MANIFEST}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, json.dumps({url: asdict(page) for url, page in sorted(pages.items())}, indent=0).encode())
-
-
-def _write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{hashlib.sha1(data).hexdigest()[:8]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    write_copy(path, json.dumps({url: asdict(page) for url, page in sorted(pages.items())}, indent=0).encode(),
+               time.time())
