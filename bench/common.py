@@ -14,6 +14,7 @@ RAY_DOCS_URL = "https://docs.ray.io/en/master/"
 EVAL_SET = SHARED / "datasets" / "eval-dataset-v1.jsonl"
 EMBEDDING_QA = SHARED / "datasets" / "embedding_qa.json"
 USER_QUESTIONS = ROOT / "evaluation" / "datasets" / "user-questions.jsonl"
+REAL_QUESTIONS = ROOT / "evaluation" / "datasets" / "real-questions.jsonl"
 RAY_DOCS_CONFIG = ROOT / "config" / "ray-docs.yaml"
 
 sys.path.insert(0, str(ROOT))

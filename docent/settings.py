@@ -176,6 +176,11 @@ class RetrievalSettings(BaseModel):
     )
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank fusion constant")
     lexical_weight: float = Field(1.0, ge=0, description="weight of the lexical ranking in rrf")
+    page_weight: float = Field(
+        0.5, ge=0, description="rrf: weight of a page's own rank (its best chunk's place among pages, in each "
+        "ranking) added to its chunks' scores, so a page both retrievers find through different chunks rises "
+        "(0: chunks alone)"
+    )
     max_chunks_per_page: int = Field(
         1, ge=0, description="at most this many chunks of one page in the results (0: no limit)"
     )

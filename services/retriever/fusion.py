@@ -17,6 +17,30 @@ def reciprocal_rank_fusion(rankings: Sequence[Ranked], weights: Sequence[float],
     return sorted(fused.items(), key=lambda item: -item[1])
 
 
+def with_page_evidence(
+    fused: Ranked, rankings: Sequence[Ranked], weights: Sequence[float], k: int, page_of: Callable[[int], str], weight: float
+) -> Ranked:
+    """`fused` with each chunk's score raised by `weight` × its page's reciprocal-rank score.
+
+    A page's rank in a ranking is the place of its best chunk among pages. Small chunks
+    split an answer: the semantic and the lexical ranking often find the right page
+    through different chunks, and chunk-level fusion credits neither with the agreement.
+    """
+    if not weight:
+        return fused
+    pages = reciprocal_rank_fusion([_first_per_page(ranking, page_of) for ranking in rankings], weights, k)
+    page_scores = {page_rank[0]: page_rank[1] for page_rank in pages}
+    raised = [(chunk_id, score + weight * page_scores[page_of(chunk_id)]) for chunk_id, score in fused]
+    return sorted(raised, key=lambda item: -item[1])  # stable: ties keep the chunk-level order
+
+
+def _first_per_page(ranking: Ranked, page_of: Callable[[int], str]) -> list[tuple[str, float]]:
+    seen: dict[str, float] = {}
+    for chunk_id, score in ranking:
+        seen.setdefault(page_of(chunk_id), score)
+    return list(seen.items())
+
+
 def insert_lexical(semantic: Ranked, lexical: Ranked, position: int) -> Ranked:
     """The reference's way: lexical hits inserted after the first `position` semantic ones."""
     combined = semantic[:position] + lexical + semantic[position:]

@@ -14,7 +14,13 @@ from docent.sections import around, join_pieces
 from docent.settings import LexicalSettings, RetrievalSettings
 from docent.store import IndexRecord, IndexStore
 from docent.types import Fusion, LexicalBackend, QueryOptions, RetrievalMode, SearchHit, Strategy, page_of
-from services.retriever.fusion import Ranked, insert_lexical, limit_per_page, reciprocal_rank_fusion
+from services.retriever.fusion import (
+    Ranked,
+    insert_lexical,
+    limit_per_page,
+    reciprocal_rank_fusion,
+    with_page_evidence,
+)
 
 
 class LexicalIndexMissing(LexicalIndexError):
@@ -163,9 +169,9 @@ class Retriever:
                 limit_per_page(lexical, page, per_page, request.lexical_k),
                 position=request.lexical_k,
             )
-        fused = reciprocal_rank_fusion(
-            [semantic, lexical], [1.0, self.settings.lexical_weight if request.lexical_k else 0.0], self.settings.rrf_k
-        )
+        rankings, weights = [semantic, lexical], [1.0, self.settings.lexical_weight if request.lexical_k else 0.0]
+        fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
+        fused = with_page_evidence(fused, rankings, weights, self.settings.rrf_k, page, self.settings.page_weight)
         return limit_per_page(fused, page, per_page, request.k)
 
 
