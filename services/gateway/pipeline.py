@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,7 +191,7 @@ class QueryPipeline:
             self.retriever.search(request.query, request.index, request.options),
             self.retriever.search(alone, request.index, request.options),
         )
-        hits = interleaved(with_subject.hits, own.hits)
+        hits = interleaved(with_subject.hits, own.hits, self.settings.retrieval.max_chunks_per_page)
         embed_ms = max(with_subject.timings_ms["embed"], own.timings_ms["embed"])
         return dataclasses.replace(with_subject, hits=hits, timings_ms={**with_subject.timings_ms, "embed": embed_ms})
 
@@ -299,14 +300,18 @@ class QueryPipeline:
         return problems
 
 
-def interleaved(first: list[SearchHit], second: list[SearchHit]) -> list[SearchHit]:
-    """The hits of both rankings taken in turn (first's first), each chunk once, as many as `first` holds."""
+def interleaved(first: list[SearchHit], second: list[SearchHit], per_page: int) -> list[SearchHit]:
+    """The hits of both rankings taken in turn (first's first), as many as `first` holds: each
+    chunk once, and at most `per_page` of one page (0: no limit) as each ranking was kept."""
     taken: dict[int, SearchHit] = {}
-    for pair in zip(first, second):
-        for hit in pair:
-            taken.setdefault(hit.chunk_id, hit)
-    for hit in (*first[len(second):], *second[len(first):]):  # the longer ranking's tail, when one is shorter
-        taken.setdefault(hit.chunk_id, hit)
+    pages: Counter[str] = Counter()
+    tail = (*first[len(second):], *second[len(first):])  # the longer ranking's tail, when one is shorter
+    for hit in (*(hit for pair in zip(first, second) for hit in pair), *tail):
+        page = page_of(hit.source)
+        if hit.chunk_id in taken or (per_page and pages[page] >= per_page):
+            continue
+        taken[hit.chunk_id] = hit
+        pages[page] += 1
     merged = list(taken.values())[: len(first)]
     return [hit.model_copy(update={"rank": rank}) for rank, hit in enumerate(merged, start=1)]
 

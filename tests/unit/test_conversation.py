@@ -48,15 +48,23 @@ def test_a_pronoun_anywhere_refers_back_even_in_a_question_that_names_its_subjec
     assert refers_back("What does RLlib's PPO algorithm do with its learning rate?")
 
 
-def _hit(chunk_id: int) -> SearchHit:
-    return SearchHit(rank=0, score=1.0, source=f"https://d/{chunk_id}.html", text="t", chunk_id=chunk_id)
+def _hit(chunk_id: int, page: int | None = None) -> SearchHit:
+    page = chunk_id if page is None else page
+    return SearchHit(rank=0, score=1.0, source=f"https://d/{page}.html#s{chunk_id}", text="t", chunk_id=chunk_id)
 
 
 def test_the_hits_of_both_searches_are_taken_in_turn_each_chunk_once_as_many_as_the_first():
-    merged = interleaved([_hit(1), _hit(2), _hit(3), _hit(4)], [_hit(2), _hit(5)])
+    merged = interleaved([_hit(1), _hit(2), _hit(3), _hit(4)], [_hit(2), _hit(5)], per_page=1)
     assert [h.chunk_id for h in merged] == [1, 2, 5, 3]
     assert [h.rank for h in merged] == [1, 2, 3, 4]
-    assert [h.chunk_id for h in interleaved([_hit(1)], [])] == [1]
+    assert [h.chunk_id for h in interleaved([_hit(1)], [], per_page=1)] == [1]
+
+
+def test_interleaving_keeps_the_page_limit_each_search_kept():
+    # the second search found page 1 through another chunk (9): it would crowd out page 3
+    first, second = [_hit(1), _hit(2), _hit(3)], [_hit(9, page=1), _hit(4)]
+    assert [h.chunk_id for h in interleaved(first, second, per_page=1)] == [1, 2, 4]
+    assert [h.chunk_id for h in interleaved(first, second, per_page=0)] == [1, 9, 2]
 
 
 def test_a_chain_of_follow_ups_keeps_the_last_question_and_the_first():
