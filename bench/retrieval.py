@@ -18,7 +18,7 @@ retrieved chunk, on every question ("all") and on those whose gold page the inde
 the shipped configuration's, if another) are built from the corpus when missing, minutes
 each on a CPU. The row of the shipped configuration (config/ray-docs.yaml, retrieval
 defaults) carries "default": true in --json. --sweep adds the levers tried on the
-default configuration (page limit, fusion constant, lexical weight, candidates, BM25).
+default configuration (page limit, fusion constant, lexical and page weights, candidates, BM25).
 --finetuned adds all-MiniLM-L6-v2 fine-tuned on embedding_qa.json without its held-out
 tenth (3 epochs, batch 32, inputs cut at 128 tokens; ~30 min on 2 cores, kept under
 <data_dir>/models/), embedding bench-ray-300's chunks again (`docent reembed`).
