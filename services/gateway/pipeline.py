@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from services.gateway.conversation import Condensed, Condenser
 from services.gateway.stages import GeneratorStage, RerankerStage, RetrieverStage, RouterStage
 from services.generator.generator import DoneEvent, FallbackEvent, TokenEvent
 from services.reranker.rerank import rerank
+from services.retriever.fusion import limit_per_page
 from services.retriever.service import RetrievalResult
 from services.router.router import choose_llm
 
@@ -303,17 +303,13 @@ class QueryPipeline:
 def interleaved(first: list[SearchHit], second: list[SearchHit], per_page: int) -> list[SearchHit]:
     """The hits of both rankings taken in turn (first's first), as many as `first` holds: each
     chunk once, and at most `per_page` of one page (0: no limit) as each ranking was kept."""
-    taken: dict[int, SearchHit] = {}
-    pages: Counter[str] = Counter()
     tail = (*first[len(second):], *second[len(first):])  # the longer ranking's tail, when one is shorter
+    hits: dict[int, SearchHit] = {}
     for hit in (*(hit for pair in zip(first, second) for hit in pair), *tail):
-        page = page_of(hit.source)
-        if hit.chunk_id in taken or (per_page and pages[page] >= per_page):
-            continue
-        taken[hit.chunk_id] = hit
-        pages[page] += 1
-    merged = list(taken.values())[: len(first)]
-    return [hit.model_copy(update={"rank": rank}) for rank, hit in enumerate(merged, start=1)]
+        hits.setdefault(hit.chunk_id, hit)
+    in_turn = [(chunk_id, 0.0) for chunk_id in hits]
+    kept = limit_per_page(in_turn, lambda chunk_id: page_of(hits[chunk_id].source), per_page, len(first))
+    return [hits[chunk_id].model_copy(update={"rank": rank}) for rank, (chunk_id, _) in enumerate(kept, start=1)]
 
 
 def searched(request: QueryRequest, condensed: Condensed | None) -> QueryRequest:
